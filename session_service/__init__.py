@@ -1,0 +1,1 @@
+"""TgGod session service: encrypted, locked, expiring login state in Redis over gRPC."""

@@ -1,0 +1,1 @@
+"""TgGod thumbnail service: streaming video thumbnails from ffmpeg over gRPC."""
