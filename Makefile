@@ -59,7 +59,7 @@ proto: $(STAMP) ## regenerate Python messages, gRPC stubs and .pyi stubs
 	rm -f $(GEN_STAMP) && $(MAKE) --no-print-directory $(GEN_STAMP)
 
 run: setup ## start redis-server (unless REDIS_URL is set) and both services
-	$(PY) -m tests.devstack
+	$(PY) deploy/local/devstack.py
 
 test: setup ## the whole test suite against real redis-server, ffmpeg and gRPC
 	$(BIN)/pytest -q -p no:cacheprovider
