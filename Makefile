@@ -72,7 +72,7 @@ lint: setup ## ruff, strict mypy, buf lint
 
 breaking: setup ## buf breaking against main (AGAINST=... to compare elsewhere)
 	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:protos/buf.yaml 2>/dev/null; then \
-	  $(BIN)/buf breaking protos --against '$(AGAINST)'; \
+	  $(BIN)/buf breaking protos --against '$(AGAINST)' && echo "buf breaking: compatible with $(AGAINST)"; \
 	else echo "main has no protos/ yet: nothing to compare against"; fi
 
 bench: EXTRA_SYSTEM_DEPS := ffmpegthumbnailer:ffmpegthumbnailer
