@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 from tests.helpers.media import generate  # noqa: E402 - needs the repo on sys.path
 from tests.helpers.redis import RedisProcess, start_redis  # noqa: E402
 
-RUN_DIR = REPO / ".run"
+# DEVSTACK_RUN_DIR lets the tests run a stack without touching the developer's .run/.
+RUN_DIR = Path(os.environ.get("DEVSTACK_RUN_DIR", REPO / ".run"))
 KEY_FILE = RUN_DIR / "dev-encryption-keys"
 READY_TIMEOUT_SECONDS = 60.0
 
