@@ -1,0 +1,70 @@
+# syntax=docker/dockerfile:1.7
+# Thumbnail service image. Build from the repository root (the build context must hold
+# pyproject.toml, protos/ and both packages; /.dockerignore keeps everything else out):
+#   docker build -f deploy/docker/thumbnail-service.Dockerfile -t tggod/thumbnail-service:0.1.0 .
+# Base images are pinned by exact tag; pin by digest as well (`python:3.11.14-slim-bookworm@sha256:…`)
+# where the registry is reachable when the image is released.
+
+# --- builder: generate the gRPC stubs, build the wheel, install it into a self-contained venv ---
+FROM python:3.11.14-slim-bookworm AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+# Code generators and the build frontend live in their own venv so none of them reaches the image.
+RUN python -m venv /opt/build \
+ && /opt/build/bin/pip install "grpcio-tools==1.85.1" "mypy-protobuf==5.1.0"
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY protos/tggod protos/tggod
+COPY session_service session_service
+COPY thumbnail_service thumbnail_service
+
+# The same invocation as `make proto`: messages, gRPC stubs and .pyi stubs under protos/gen/python,
+# which pyproject maps onto the `tggod` package.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN mkdir -p protos/gen/python \
+ && find protos/tggod -name '*.proto' -print0 \
+    | xargs -0 env PATH="/opt/build/bin:$PATH" /opt/build/bin/python -m grpc_tools.protoc -I protos \
+        --python_out=protos/gen/python --grpc_python_out=protos/gen/python \
+        --mypy_out=protos/gen/python --mypy_grpc_out=protos/gen/python \
+ && find protos/gen/python/tggod -type d -exec touch {}/__init__.py \; \
+ && touch protos/gen/python/tggod/py.typed \
+ && /opt/build/bin/pip wheel --no-deps --wheel-dir /dist .
+
+# The runtime venv gets the wheel and its dependencies only: no compilers, no build tools.
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install /dist/tggod_services-*.whl \
+ && /opt/venv/bin/python -c "import thumbnail_service.server"
+
+# --- runtime: slim Python, the venv, an unprivileged numeric user ---
+FROM python:3.11.14-slim-bookworm AS runtime
+
+LABEL org.opencontainers.image.title="tggod-thumbnail-service" \
+      org.opencontainers.image.description="gRPC thumbnail service for TgGod (frames picked and scaled with ffmpeg)" \
+      org.opencontainers.image.licenses="MIT"
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH="/opt/venv/bin:$PATH"
+
+# ffmpeg/ffprobe from the base image's Debian release; exact Debian revisions are not pinned
+# because the security archive drops superseded ones and the build would break on every update.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ffmpeg \
+ && rm -rf /var/lib/apt/lists/* \
+ && ffmpeg -hide_banner -version >/dev/null
+
+RUN groupadd --system --gid 10001 tggod \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin tggod
+
+COPY --from=builder /opt/venv /opt/venv
+
+USER 10001:10001
+# gRPC, then Prometheus metrics.
+EXPOSE 50052 9452
+ENTRYPOINT ["tggod-thumbnail-service"]
