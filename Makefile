@@ -61,7 +61,7 @@ proto: $(STAMP) ## regenerate Python messages, gRPC stubs and .pyi stubs
 run: setup ## start redis-server (unless REDIS_URL is set) and both services
 	$(PY) deploy/local/devstack.py
 
-test: setup ## the whole test suite against real redis-server, ffmpeg and gRPC
+test: setup k8s-validate ## the whole test suite against real redis-server, ffmpeg and gRPC
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: setup ## ruff, strict mypy, buf lint
@@ -78,6 +78,21 @@ breaking: setup ## buf breaking against main (AGAINST=... to compare elsewhere)
 bench: EXTRA_SYSTEM_DEPS := ffmpegthumbnailer:ffmpegthumbnailer
 bench: setup ## benchmarks; print ratios against baselines measured in the same run
 	$(PY) -m tests.benchmarks
+
+k8s-validate: setup ## render every kustomize overlay, validate it strictly, lint the Dockerfiles
+	$(PY) -m tests.deploy.validate
+
+images: $(STAMP) ## docker build both images (static Dockerfile checks only when no engine runs)
+	@version=$$($(PY) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])'); \
+	if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+	  for svc in session-service thumbnail-service; do \
+	    echo "building tggod/$$svc:$$version"; \
+	    DOCKER_BUILDKIT=1 docker build -f deploy/docker/$$svc.Dockerfile -t tggod/$$svc:$$version .; \
+	  done; \
+	else \
+	  echo "images: no Docker engine answers \`docker info\`; not building. Static Dockerfile checks:"; \
+	  $(PY) -m tests.deploy.validate --dockerfiles; \
+	fi
 
 clean: ## remove the virtualenv, generated code and local run state
 	rm -rf $(VENV) $(GEN) .run .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info build dist
