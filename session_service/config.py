@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+PBKDF2_ITERATIONS = 600_000
+_KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
 class ConfigError(ValueError):
@@ -37,6 +44,101 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: flo
     return value
 
 
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _key_material(name: str, encoded: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(encoded.strip() + "=" * (-len(encoded.strip()) % 4))
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{name}: key material is not URL-safe base64") from None
+    if len(raw) != 32:
+        raise ConfigError(f"{name}: a key must be 32 random bytes, got {len(raw)}")
+    return raw
+
+
+def parse_keyring(raw: str) -> tuple[tuple[str, bytes], ...]:
+    """Parse ``id:key[,id:key...]``; the first entry encrypts, every entry decrypts."""
+    entries: list[tuple[str, bytes]] = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key_id, sep, encoded = item.strip().partition(":")
+        if not sep or not _KEY_ID.match(key_id):
+            raise ConfigError(
+                "SESSION_ENCRYPTION_KEYS entries must look like <key_id>:<urlsafe-base64 key> "
+                "with key_id from [A-Za-z0-9_.-]{1,32}"
+            )
+        if any(key_id == seen for seen, _ in entries):
+            raise ConfigError(f"SESSION_ENCRYPTION_KEYS names key id {key_id!r} twice")
+        entries.append((key_id, _key_material(f"SESSION_ENCRYPTION_KEYS[{key_id}]", encoded)))
+    return tuple(entries)
+
+
+def _keyring_from_env(env: Mapping[str, str]) -> tuple[tuple[str, bytes], ...]:
+    keys = env.get("SESSION_ENCRYPTION_KEYS", "")
+    passphrase = env.get("SESSION_ENCRYPTION_PASSPHRASE", "")
+    if keys.strip():
+        if passphrase:
+            raise ConfigError(
+                "set SESSION_ENCRYPTION_KEYS or SESSION_ENCRYPTION_PASSPHRASE, not both"
+            )
+        return parse_keyring(keys)
+    if passphrase:
+        salt = env.get("SESSION_ENCRYPTION_SALT", "")
+        if len(salt) < 16:
+            raise ConfigError(
+                "SESSION_ENCRYPTION_PASSPHRASE needs SESSION_ENCRYPTION_SALT: a per-deployment "
+                "value of at least 16 characters"
+            )
+        if len(passphrase) < 16:
+            raise ConfigError("SESSION_ENCRYPTION_PASSPHRASE must be at least 16 characters")
+        stretched = hashlib.pbkdf2_hmac(
+            "sha256", passphrase.encode(), salt.encode(), PBKDF2_ITERATIONS
+        )
+        return (("pbkdf2", stretched),)
+    raise ConfigError(
+        "SESSION_ENCRYPTION_KEYS is not set: refusing to start without an encryption key "
+        "(there is no plaintext mode); set SESSION_ENCRYPTION_KEYS=<key_id>:<urlsafe-base64 of "
+        "32 random bytes> or SESSION_ENCRYPTION_PASSPHRASE with SESSION_ENCRYPTION_SALT"
+    )
+
+
+def _sentinels(raw: str) -> tuple[tuple[str, int], ...]:
+    result: list[tuple[str, int]] = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"REDIS_SENTINELS entries must be host:port, got {item!r}")
+        result.append((host.strip("[]"), int(port)))
+    return tuple(result)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on request fields; violations are INVALID_ARGUMENT."""
+
+    max_id_length: int = 128
+    max_data_bytes: int = 64 * 1024
+    default_ttl_ms: int = 600_000
+    max_ttl_ms: int = 86_400_000
+    default_max_lifetime_ms: int = 86_400_000
+    max_lifetime_ms: int = 7 * 86_400_000
+    default_page_size: int = 100
+    max_page_size: int = 1000
+    default_lease_ms: int = 30_000
+    max_lease_ms: int = 600_000
+    max_lock_wait_ms: int = 60_000
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every knob of the session service. Handlers never read ``os.environ``."""
@@ -45,19 +147,59 @@ class Settings:
     port: int
     metrics_port: int
     redis_url: str
-    redis_password: str | None
-    encryption_keys: str
+    redis_password: str | None = field(repr=False)
+    redis_cluster: bool
+    redis_sentinels: tuple[tuple[str, int], ...]
+    redis_sentinel_master: str
+    redis_max_connections: int
+    redis_lock_wait_connections: int
+    redis_connect_timeout: float
+    redis_command_timeout: float
+    redis_retries: int
+    key_prefix: str
+    keyring: tuple[tuple[str, bytes], ...] = field(repr=False)
+    naming_key: bytes | None = field(repr=False)
+    limits: Limits
     shutdown_grace_seconds: float
+    max_connection_age_seconds: float
+    health_interval_seconds: float
     log_level: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        keys = env.get("SESSION_ENCRYPTION_KEYS", "")
-        if not keys.strip():
+        keyring = _keyring_from_env(env)
+        naming = env.get("SESSION_NAMING_KEY", "")
+        prefix = env.get("REDIS_KEY_PREFIX", "tgs")
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,32}", prefix):
+            raise ConfigError("REDIS_KEY_PREFIX must be 1-32 characters from [A-Za-z0-9_.:-]")
+        limits = Limits(
+            max_id_length=_int(env, "SESSION_MAX_ID_LENGTH", 128, 16, 1024),
+            max_data_bytes=_int(env, "SESSION_MAX_DATA_BYTES", 65536, 1024, 16 * 1024 * 1024),
+            default_ttl_ms=1000 * _int(env, "SESSION_DEFAULT_TTL_SECONDS", 600, 1, 30 * 86400),
+            max_ttl_ms=1000 * _int(env, "SESSION_MAX_TTL_SECONDS", 86400, 1, 30 * 86400),
+            default_max_lifetime_ms=1000
+            * _int(env, "SESSION_DEFAULT_MAX_LIFETIME_SECONDS", 86400, 1, 365 * 86400),
+            max_lifetime_ms=1000
+            * _int(env, "SESSION_MAX_LIFETIME_SECONDS", 7 * 86400, 1, 365 * 86400),
+            default_page_size=_int(env, "SESSION_DEFAULT_PAGE_SIZE", 100, 1, 10000),
+            max_page_size=_int(env, "SESSION_MAX_PAGE_SIZE", 1000, 1, 10000),
+            default_lease_ms=int(
+                1000 * _float(env, "SESSION_DEFAULT_LEASE_SECONDS", 30, 0.1, 86400)
+            ),
+            max_lease_ms=int(1000 * _float(env, "SESSION_MAX_LEASE_SECONDS", 600, 0.1, 86400)),
+            max_lock_wait_ms=int(1000 * _float(env, "SESSION_MAX_LOCK_WAIT_SECONDS", 60, 0, 3600)),
+        )
+        if not (
+            limits.default_ttl_ms <= limits.max_ttl_ms
+            and limits.default_max_lifetime_ms <= limits.max_lifetime_ms
+            and limits.default_ttl_ms <= limits.default_max_lifetime_ms
+            and limits.default_page_size <= limits.max_page_size
+            and limits.default_lease_ms <= limits.max_lease_ms
+        ):
             raise ConfigError(
-                "SESSION_ENCRYPTION_KEYS is not set: refusing to start without an encryption key "
-                "(there is no plaintext mode)"
+                "every SESSION_DEFAULT_* limit must be within its SESSION_MAX_* bound, and the "
+                "default TTL within the default lifetime"
             )
         return cls(
             host=env.get("SESSION_HOST", "[::]"),
@@ -65,7 +207,22 @@ class Settings:
             metrics_port=_int(env, "SESSION_METRICS_PORT", 9451, 0, 65535),
             redis_url=env.get("REDIS_URL", "redis://localhost:6379/0"),
             redis_password=env.get("REDIS_PASSWORD") or None,
-            encryption_keys=keys,
+            redis_cluster=_bool(env, "REDIS_CLUSTER"),
+            redis_sentinels=_sentinels(env.get("REDIS_SENTINELS", "")),
+            redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", "mymaster"),
+            redis_max_connections=_int(env, "REDIS_MAX_CONNECTIONS", 64, 1, 10000),
+            redis_lock_wait_connections=_int(env, "REDIS_LOCK_WAIT_CONNECTIONS", 64, 1, 10000),
+            redis_connect_timeout=_float(env, "REDIS_CONNECT_TIMEOUT_SECONDS", 2.0, 0.01, 60),
+            redis_command_timeout=_float(env, "REDIS_COMMAND_TIMEOUT_SECONDS", 2.0, 0.01, 60),
+            redis_retries=_int(env, "REDIS_RETRIES", 2, 0, 10),
+            key_prefix=prefix,
+            keyring=keyring,
+            naming_key=_key_material("SESSION_NAMING_KEY", naming) if naming else None,
+            limits=limits,
             shutdown_grace_seconds=_float(env, "SESSION_SHUTDOWN_GRACE_SECONDS", 10.0, 0.0, 300.0),
+            max_connection_age_seconds=_float(
+                env, "SESSION_MAX_CONNECTION_AGE_SECONDS", 300.0, 1.0, 86400.0
+            ),
+            health_interval_seconds=_float(env, "SESSION_HEALTH_INTERVAL_SECONDS", 1.0, 0.05, 60),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )

@@ -1,11 +1,22 @@
 """Errors of the session service.
 
 Every failure a caller can see is a ``ServiceError``; the servicer turns it
-into a ``google.rpc.Status`` with exactly one ``ErrorInfo``::
+into a ``google.rpc.Status`` with exactly one ``ErrorInfo`` whose reason is
+one of the proto's ``ErrorReason`` names::
 
     ServiceError
-    ├── InvalidArgument        INVALID_ARGUMENT, with BadRequest violations
-    └── (any other reason)     the gRPC code given at construction
+    ├── InvalidArgument        INVALID_ARGUMENT     INVALID_ARGUMENT, with BadRequest violations
+    ├── SessionNotFound        NOT_FOUND            SESSION_NOT_FOUND
+    ├── SessionAlreadyExists   ALREADY_EXISTS       SESSION_ALREADY_EXISTS
+    ├── VersionMismatch        ABORTED              VERSION_MISMATCH (metadata: current_version)
+    ├── FencingTokenStale      FAILED_PRECONDITION  FENCING_TOKEN_STALE
+    ├── LockHeld               ABORTED              LOCK_HELD
+    ├── LockLost               FAILED_PRECONDITION  LOCK_LOST
+    ├── SessionCorrupt         DATA_LOSS            SESSION_CORRUPT
+    ├── StoreUnavailable       UNAVAILABLE          STORE_UNAVAILABLE
+    ├── ShuttingDown           UNAVAILABLE          SHUTTING_DOWN
+    ├── DeadlineExceeded       DEADLINE_EXCEEDED    DEADLINE_EXCEEDED
+    └── Internal               INTERNAL             INTERNAL
 """
 
 from __future__ import annotations
@@ -74,3 +85,81 @@ class InvalidArgument(ServiceError):
             )
         )
         return [*super().details(), bad_request]
+
+
+class SessionNotFound(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND", "session not found")
+
+
+class SessionAlreadyExists(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(
+            grpc.StatusCode.ALREADY_EXISTS, "SESSION_ALREADY_EXISTS", "session already exists"
+        )
+
+
+class VersionMismatch(ServiceError):
+    def __init__(self, current: int) -> None:
+        super().__init__(
+            grpc.StatusCode.ABORTED,
+            "VERSION_MISMATCH",
+            f"expected_version does not match the current version {current}",
+            {"current_version": str(current)},
+        )
+
+
+class FencingTokenStale(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "FENCING_TOKEN_STALE",
+            "fencing_token is not the newest issued for this session",
+        )
+
+
+class LockHeld(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(
+            grpc.StatusCode.ABORTED, "LOCK_HELD", "the lock is held and was not released in time"
+        )
+
+
+class LockLost(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(
+            grpc.StatusCode.FAILED_PRECONDITION, "LOCK_LOST", "the lease expired or was taken over"
+        )
+
+
+class SessionCorrupt(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(
+            grpc.StatusCode.DATA_LOSS, "SESSION_CORRUPT", "the stored session failed authentication"
+        )
+
+
+class StoreUnavailable(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(
+            grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE", "the session store is unreachable"
+        )
+
+
+class ShuttingDown(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(
+            grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN", "the server is shutting down"
+        )
+
+
+class DeadlineExceeded(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(
+            grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "the call's deadline passed"
+        )
+
+
+class Internal(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")

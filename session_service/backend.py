@@ -1,0 +1,154 @@
+"""Redis connections for one deployment shape: a single server, Sentinel, or Cluster.
+
+Two clients share the shape: ``commands`` for short scripts, and ``waits`` for
+the BLPOP that lock waiters block on, so a crowd of waiters can never starve
+ordinary requests of connections. Connections never retry on their own; the
+store retries idempotent operations with redis-py's ``Retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
+
+from session_service.config import Settings
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel discovery with the blocking pool's wait-for-a-connection behaviour."""
+
+
+@dataclass
+class Backend:
+    commands: Any
+    waits: Any
+    cluster: bool
+    # Cluster node pools raise when full instead of waiting, so the service
+    # makes callers wait here instead.
+    limiter: asyncio.Semaphore | None
+    wait_limiter: asyncio.Semaphore | None
+
+    @contextlib.asynccontextmanager
+    async def slot(self, *, waiting: bool = False) -> AsyncIterator[None]:
+        limiter = self.wait_limiter if waiting else self.limiter
+        if limiter is None:
+            yield
+            return
+        async with limiter:
+            yield
+
+    def scan_targets(self) -> list[str]:
+        """Names of the servers a full SCAN must walk, in a stable order."""
+        if not self.cluster:
+            return ["main"]
+        return sorted(node.name for node in self.commands.get_primaries())
+
+    async def scan(
+        self, target: str, cursor: int, match: str, count: int
+    ) -> tuple[int, list[bytes]]:
+        if not self.cluster:
+            next_cursor, keys = await self.commands.scan(
+                cursor, match=match, count=count, _type="hash"
+            )
+            return int(next_cursor), list(keys)
+        node: ClusterNode | None = self.commands.get_node(node_name=target)
+        if node is None:
+            return 0, []
+        cursors, keys = await self.commands.scan(
+            cursor, match=match, count=count, _type="hash", target_nodes=node
+        )
+        return int(cursors[node.name]), list(keys)
+
+    async def ping(self) -> None:
+        await self.commands.ping()
+
+    async def close(self) -> None:
+        for client in (self.waits, self.commands):
+            await client.aclose()
+
+
+def _no_retry() -> Retry:
+    return Retry(NoBackoff(), 0)
+
+
+def connect(settings: Settings) -> Backend:
+    """Build the clients; nothing connects until the first command."""
+    common: dict[str, Any] = {
+        "socket_connect_timeout": settings.redis_connect_timeout,
+        "retry": _no_retry(),
+    }
+    if settings.redis_password:
+        common["password"] = settings.redis_password
+    timeout = settings.redis_command_timeout
+    # A waiter's socket must outlast its longest BLPOP.
+    wait_timeout = settings.limits.max_lock_wait_ms / 1000 + timeout + 1
+    if settings.redis_cluster:
+
+        def cluster(socket_timeout: float, per_node: int) -> RedisCluster:
+            return RedisCluster.from_url(
+                settings.redis_url,
+                socket_timeout=socket_timeout,
+                max_connections=per_node,
+                **common,
+            )
+
+        return Backend(
+            commands=cluster(timeout, settings.redis_max_connections),
+            waits=cluster(wait_timeout, settings.redis_lock_wait_connections),
+            cluster=True,
+            limiter=asyncio.Semaphore(settings.redis_max_connections),
+            wait_limiter=asyncio.Semaphore(settings.redis_lock_wait_connections),
+        )
+    if settings.redis_sentinels:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(settings.redis_sentinels),
+            socket_timeout=timeout,
+            socket_connect_timeout=settings.redis_connect_timeout,
+        )
+
+        def master(socket_timeout: float, size: int) -> Redis:
+            client: Redis = sentinel.master_for(
+                settings.redis_sentinel_master,
+                connection_pool_class=_BlockingSentinelPool,
+                max_connections=size,
+                timeout=None,
+                socket_timeout=socket_timeout,
+                **common,
+            )
+            return client
+
+        return Backend(
+            commands=master(timeout, settings.redis_max_connections),
+            waits=master(wait_timeout, settings.redis_lock_wait_connections),
+            cluster=False,
+            limiter=None,
+            wait_limiter=None,
+        )
+
+    def single(socket_timeout: float, size: int) -> Redis:
+        # timeout=None: the caller's gRPC deadline, not the pool, bounds the wait.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=size,
+            timeout=None,
+            socket_timeout=socket_timeout,
+            **common,
+        )
+        return Redis.from_pool(pool)
+
+    return Backend(
+        commands=single(timeout, settings.redis_max_connections),
+        waits=single(wait_timeout, settings.redis_lock_wait_connections),
+        cluster=False,
+        limiter=None,
+        wait_limiter=None,
+    )

@@ -1,0 +1,87 @@
+"""Client-visible leases on sessions: owner tokens, fencing tokens, wake-on-release waits.
+
+A waiter blocks in BLPOP on the session's signal list, which ReleaseLock
+pushes one element onto; the BLPOP timeout is the smaller of the caller's
+remaining wait and the holder's remaining lease, so a waiter also wakes when
+a crashed holder's lease runs out. Nothing polls on a fixed interval.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import time
+from dataclasses import dataclass
+
+from session_service import metrics
+from session_service.errors import LockHeld, LockLost, SessionNotFound
+from session_service.store import SessionStore
+
+# Long enough for a waiter to pick the signal up, short enough that a signal
+# nobody waited for does not linger.
+_SIGNAL_TTL_MS = 60_000
+_MIN_BLOCK_SECONDS = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    lock_token: str
+    fencing_token: int
+    expire_ms: int
+
+
+class Leases:
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+
+    async def acquire(self, session_id: str, lease_ms: int, wait_seconds: float) -> Lease:
+        store = self._store
+        k = store.keys(session_id)
+        token = secrets.token_urlsafe(32)
+        digest = store.crypto.token_digest(token)
+        started = time.monotonic()
+        give_up = started + wait_seconds
+        outcome = "timeout"
+        try:
+            while True:
+                reply = await store.script(
+                    "acquire", [k.session, k.lock], [digest, str(lease_ms)], idempotent=False
+                )
+                if reply[0] == b"NOT_FOUND":
+                    outcome = "not_found"
+                    raise SessionNotFound()
+                if reply[0] == b"OK":
+                    outcome = "acquired"
+                    return Lease(token, int(reply[1]), int(reply[2]))
+                remaining = give_up - time.monotonic()
+                if remaining <= 0:
+                    raise LockHeld()
+                holder_left = max(int(reply[1]), 1) / 1000
+                block = max(min(remaining, holder_left), _MIN_BLOCK_SECONDS)
+                await store.call(
+                    functools.partial(store.backend.waits.blpop, [k.signal], timeout=block),
+                    idempotent=False,
+                    waiting=True,
+                )
+        finally:
+            metrics.LOCK_WAIT.labels(outcome).observe(time.monotonic() - started)
+
+    async def refresh(self, session_id: str, lock_token: str, lease_ms: int) -> Lease:
+        store = self._store
+        k = store.keys(session_id)
+        digest = store.crypto.token_digest(lock_token)
+        reply = await store.script(
+            "refresh", [k.session, k.lock], [digest, str(lease_ms)], idempotent=True
+        )
+        if reply[0] == b"LOCK_LOST":
+            raise LockLost()
+        return Lease(lock_token, int(reply[1]), int(reply[2]))
+
+    async def release(self, session_id: str, lock_token: str) -> bool:
+        store = self._store
+        k = store.keys(session_id)
+        digest = store.crypto.token_digest(lock_token)
+        reply = await store.script(
+            "release", [k.lock, k.signal], [digest, str(_SIGNAL_TTL_MS)], idempotent=True
+        )
+        return bool(reply)
