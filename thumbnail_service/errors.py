@@ -1,11 +1,17 @@
 """Errors of the thumbnail service.
 
-Every failure a caller can see is a ``ServiceError``; the servicer turns it
-into a ``google.rpc.Status`` with exactly one ``ErrorInfo``::
+Engines and helpers raise ``MediaError`` (a plain, picklable reason and
+message, so it crosses the worker-process boundary intact). The servicer turns
+every failure into a ``ServiceError`` and from there into a
+``google.rpc.Status`` with exactly one ``ErrorInfo``::
 
-    ServiceError
-    ├── InvalidArgument        INVALID_ARGUMENT, with BadRequest violations
-    └── (any other reason)     the gRPC code given at construction
+    Exception
+    ├── MediaError             a reason from ErrorReason and a safe message
+    └── ServiceError           gRPC code + reason + message
+        └── InvalidOptions     INVALID_ARGUMENT / INVALID_OPTIONS, with BadRequest violations
+
+Messages never quote file contents or decoder output: a hostile file must not
+be able to echo bytes (say, from ``/etc/passwd``) back to the caller.
 """
 
 from __future__ import annotations
@@ -18,6 +24,35 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 DOMAIN = "tggod.thumbnail.v1.ThumbnailService"
+
+REASON_CODES: Mapping[str, grpc.StatusCode] = {
+    "INVALID_OPTIONS": grpc.StatusCode.INVALID_ARGUMENT,
+    "INVALID_STREAM": grpc.StatusCode.INVALID_ARGUMENT,
+    "NOT_A_VIDEO": grpc.StatusCode.INVALID_ARGUMENT,
+    "FORMAT_BLOCKED": grpc.StatusCode.INVALID_ARGUMENT,
+    "PATH_REJECTED": grpc.StatusCode.INVALID_ARGUMENT,
+    "MEDIA_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "MEDIA_ROOT_DISABLED": grpc.StatusCode.FAILED_PRECONDITION,
+    "UPLOAD_TOO_LARGE": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "RESOLUTION_TOO_LARGE": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "OVERLOADED": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "PROCESSING_TIMEOUT": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "OUTPUT_TOO_LARGE": grpc.StatusCode.INVALID_ARGUMENT,
+    "SHUTTING_DOWN": grpc.StatusCode.UNAVAILABLE,
+    "INTERNAL": grpc.StatusCode.INTERNAL,
+}
+
+
+class MediaError(Exception):
+    """The input or its processing failed for a stable ``ErrorReason`` name."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(reason, message)
+        self.reason = reason
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
 
 
 class ServiceError(Exception):
@@ -36,6 +71,14 @@ class ServiceError(Exception):
         self.message = message
         self.metadata = dict(metadata or {})
 
+    @classmethod
+    def of(cls, reason: str, message: str) -> ServiceError:
+        return cls(REASON_CODES[reason], reason, message)
+
+    @classmethod
+    def from_media(cls, error: MediaError) -> ServiceError:
+        return cls.of(error.reason, error.message)
+
     def details(self) -> list[any_pb2.Any]:
         info = any_pb2.Any()
         info.Pack(
@@ -53,13 +96,13 @@ class ServiceError(Exception):
         return result
 
 
-class InvalidArgument(ServiceError):
-    """A request field is malformed or out of bounds."""
+class InvalidOptions(ServiceError):
+    """One or more request options are malformed or out of bounds."""
 
     def __init__(self, violations: Sequence[tuple[str, str]]) -> None:
         fields = ", ".join(field for field, _ in violations)
         super().__init__(
-            grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", f"invalid request: {fields}"
+            grpc.StatusCode.INVALID_ARGUMENT, "INVALID_OPTIONS", f"invalid options: {fields}"
         )
         self.violations = list(violations)
 

@@ -2,8 +2,138 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Never, TypeVar
+
+import grpc
+
+from tggod.thumbnail.v1 import thumbnail_service_pb2 as pb
 from tggod.thumbnail.v1 import thumbnail_service_pb2_grpc as pb_grpc
+from thumbnail_service import convert, metrics
+from thumbnail_service.config import Settings
+from thumbnail_service.errors import MediaError, ServiceError
+from thumbnail_service.limits import Admission
+from thumbnail_service.media import resolve_media_path
+from thumbnail_service.spool import Spool
+from thumbnail_service.thumbnailer import Thumbnailer
+
+log = logging.getLogger(__name__)
+
+RESPONSE_CHUNK_BYTES = 64 * 1024
+Request = TypeVar("Request", pb.GenerateThumbnailRequest, pb.ProbeVideoRequest)
+
+
+def _stream_error(message: str) -> MediaError:
+    return MediaError("INVALID_STREAM", message)
+
+
+async def _chunks(requests: AsyncIterator[Request]) -> AsyncIterator[bytes]:
+    async for request in requests:
+        part = request.WhichOneof("part")
+        if part != "chunk":
+            raise _stream_error("after the header, every message must be a chunk")
+        metrics.UPLOAD_BYTES.inc(len(request.chunk))
+        yield request.chunk
 
 
 class ThumbnailServicer(pb_grpc.ThumbnailServiceServicer):
-    """Business RPCs answer UNIMPLEMENTED until the engines land (issue 5)."""
+    def __init__(
+        self, settings: Settings, thumbnailer: Thumbnailer, admission: Admission, spool: Spool
+    ) -> None:
+        self._settings = settings
+        self._thumbnailer = thumbnailer
+        self._admission = admission
+        self._spool = spool
+        self.closing = False
+
+    @contextlib.asynccontextmanager
+    async def _source(
+        self, source: pb.VideoSource, requests: AsyncIterator[Request]
+    ) -> AsyncIterator[tuple[Path, int]]:
+        kind = source.WhichOneof("kind")
+        if kind == "media_path":
+            path, size = resolve_media_path(self._settings.media_root, source.media_path)
+            if await anext(requests, None) is not None:
+                raise _stream_error("a media_path request carries no chunks")
+            yield path, size
+        elif kind == "upload":
+            async with self._spool.receive(_chunks(requests), source.upload.size_bytes) as spooled:
+                yield spooled
+        else:
+            raise _stream_error("the header names no source")
+
+    async def _header(self, requests: AsyncIterator[Request]) -> Request:
+        if self.closing:
+            raise MediaError("SHUTTING_DOWN", "the server is shutting down; retry elsewhere")
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise _stream_error("the first message must be a header")
+        return first
+
+    async def _fail(self, context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> Never:
+        if isinstance(error, MediaError):
+            error = ServiceError.from_media(error)
+        if not isinstance(error, ServiceError):
+            log.exception("unexpected failure", exc_info=error)
+            error = ServiceError.of("INTERNAL", "internal error; see the server log")
+        metrics.REJECTIONS.labels(error.reason).inc()
+        log.info("request refused", extra={"reason": error.reason, "detail": error.message})
+        status = error.to_status()
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    async def GenerateThumbnail(
+        self,
+        request_iterator: AsyncIterator[pb.GenerateThumbnailRequest],
+        context: grpc.aio.ServicerContext[
+            pb.GenerateThumbnailRequest, pb.GenerateThumbnailResponse
+        ],
+    ) -> AsyncIterator[pb.GenerateThumbnailResponse]:
+        started = time.perf_counter()
+        try:
+            header = (await self._header(request_iterator)).header
+            spec, engine = convert.spec_from_options(header.options, self._settings.max_box_size)
+            with self._admission.admit():
+                async with (
+                    self._source(header.source, request_iterator) as (path, size),
+                    self._admission.slot(),
+                ):
+                    thumbnail = await self._thumbnailer.render(
+                        path, size, spec, engine, context.time_remaining()
+                    )
+        except Exception as error:  # every failure becomes a status
+            await self._fail(context, error)
+        log.info(
+            "thumbnail made",
+            extra={
+                "engine": thumbnail.engine,
+                "fallback": thumbnail.fallback_used,
+                "bytes": len(thumbnail.data),
+                "seconds": round(time.perf_counter() - started, 4),
+            },
+        )
+        yield pb.GenerateThumbnailResponse(metadata=convert.thumbnail_metadata(thumbnail))
+        for offset in range(0, len(thumbnail.data), RESPONSE_CHUNK_BYTES):
+            yield pb.GenerateThumbnailResponse(
+                chunk=thumbnail.data[offset : offset + RESPONSE_CHUNK_BYTES]
+            )
+
+    async def ProbeVideo(
+        self,
+        request_iterator: AsyncIterator[pb.ProbeVideoRequest],
+        context: grpc.aio.ServicerContext[pb.ProbeVideoRequest, pb.ProbeVideoResponse],
+    ) -> pb.ProbeVideoResponse:
+        try:
+            header = (await self._header(request_iterator)).header
+            with self._admission.admit():
+                async with (
+                    self._source(header.source, request_iterator) as (path, size),
+                    self._admission.slot(),
+                ):
+                    info = await self._thumbnailer.probe(path, size, context.time_remaining())
+        except Exception as error:  # every failure becomes a status
+            await self._fail(context, error)
+        return pb.ProbeVideoResponse(video=convert.video_metadata(info))

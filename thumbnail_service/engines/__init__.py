@@ -1,0 +1,36 @@
+"""Decoding back ends behind one interface.
+
+An engine turns a local file the server chose (never a caller-supplied URL)
+into a ``Thumbnail``, under the same rules: demuxer allowlist, ``file``
+protocol only, pixel and probe-size caps, and a hard wall-clock limit after
+which the decoding process is killed. Failures are ``MediaError``\\ s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from thumbnail_service.model import Spec, Thumbnail
+
+# A failure with one of these reasons may be a decoder limitation of this
+# engine, so the other engine is worth a try; security refusals and timeouts
+# would fail (or hang) the same way again.
+FALLBACK_REASONS = frozenset({"NOT_A_VIDEO"})
+
+
+def file_url(path: Path) -> str:
+    """The only kind of URL an engine opens: the ``file`` protocol on an absolute path."""
+    return f"file:{path.resolve()}"
+
+
+class Engine(Protocol):
+    name: str
+
+    async def render(self, path: Path, size_bytes: int, spec: Spec, deadline: float) -> Thumbnail:
+        """Make the thumbnail of ``path``; ``deadline`` is on the event loop's clock."""
+        ...
+
+    async def close(self) -> None:
+        """Stop every process the engine owns."""
+        ...

@@ -1,0 +1,177 @@
+"""The ``ffmpeg`` engine: one killable system-ffmpeg process per candidate frame.
+
+Probing runs ``ffprobe`` with the allowlists; every decode then names the
+sniffed demuxer with ``-f`` so nothing else is ever opened. The fast recipe:
+input seek (``-ss`` before ``-i``), ``-noaccurate_seek`` and passthrough frame
+timing in keyframe mode, the video stream only, one frame, written as raw
+RGBA to a pipe (the shared encoder does the rest, so ``max_bytes`` stepping
+never needs a second decode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import ffmpeg
+
+from thumbnail_service.engines import file_url
+from thumbnail_service.engines.process import ProcessLimits, run
+from thumbnail_service.errors import MediaError
+from thumbnail_service.framepick import LumaStats, Selection, candidates, choose_position
+from thumbnail_service.geometry import Filter, Layout, filter_chain, fit
+from thumbnail_service.imaging import encode, measure, rgba_frame
+from thumbnail_service.model import ImageFormat, Limits, Spec, Thumbnail, VideoInfo
+from thumbnail_service.probe import (
+    FORMAT_WHITELIST,
+    PROTOCOL_WHITELIST,
+    demuxer_for,
+    ffprobe_args,
+    open_failure,
+    parse_ffprobe,
+)
+
+PROBE_OUTPUT_LIMIT = 1024 * 1024
+_PTS_TIME = re.compile(r"pts_time:\s*(-?[0-9.]+)")
+
+
+def decode_args(
+    binary: str,
+    url: str,
+    demuxer: str,
+    position: float,
+    exact: bool,
+    chain: list[Filter],
+    limits: Limits,
+) -> list[str]:
+    """The ffmpeg command for one frame at ``position``, built with ffmpeg-python."""
+    input_options: dict[str, object] = {
+        "f": demuxer,
+        "ss": f"{position:.3f}",
+        "protocol_whitelist": PROTOCOL_WHITELIST,
+        "format_whitelist": FORMAT_WHITELIST,
+        "probesize": limits.probe_size_bytes,
+        "analyzeduration": limits.analyze_duration_us,
+        "max_pixels": limits.max_pixels,
+        "noautorotate": None,
+        "copyts": None,
+        "start_at_zero": None,
+    }
+    if not exact:
+        input_options["noaccurate_seek"] = None
+    # One decoding thread: a frame-threaded decoder holds back its first frame
+    # until several more packets are in, which is pure waste for one picture.
+    input_options["threads"] = 1 if not exact else 0
+    stream = ffmpeg.input(url, **input_options).video.filter("showinfo")
+    for name, args, kwargs in chain:
+        stream = stream.filter(name, *args, **kwargs)
+    output = stream.output(
+        "pipe:1",
+        format="rawvideo",
+        an=None,
+        sn=None,
+        dn=None,
+        fps_mode="passthrough",
+        **{"frames:v": 1},
+    ).global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "info")
+    argv: list[str] = list(output.compile(cmd=binary))
+    return argv
+
+
+class FfmpegEngine:
+    name = "ffmpeg"
+
+    def __init__(
+        self, ffmpeg_binary: str, ffprobe_binary: str, limits: Limits, process: ProcessLimits
+    ) -> None:
+        self._ffmpeg = ffmpeg_binary
+        self._ffprobe = ffprobe_binary
+        self._limits = limits
+        self._process = process
+
+    async def probe(self, path: Path, size_bytes: int, deadline: float) -> VideoInfo:
+        done = await run(
+            ffprobe_args(self._ffprobe, file_url(path), self._limits),
+            deadline=deadline,
+            stdout_limit=PROBE_OUTPUT_LIMIT,
+            limits=self._process,
+        )
+        if done.returncode != 0:
+            raise open_failure(done.stderr)
+        return parse_ffprobe(done.stdout, size_bytes, self._limits)
+
+    async def _grab(
+        self,
+        url: str,
+        info: VideoInfo,
+        layout: Layout,
+        chain: list[Filter],
+        position: float,
+        exact: bool,
+        deadline: float,
+    ) -> tuple[bytes, float] | None:
+        argv = decode_args(
+            self._ffmpeg, url, demuxer_for(info.container), position, exact, chain, self._limits
+        )
+        frame_size = layout.width * layout.height * 4
+        done = await run(argv, deadline=deadline, stdout_limit=frame_size, limits=self._process)
+        if done.returncode != 0:
+            raise open_failure(done.stderr)
+        if not done.stdout:
+            return None
+        times = _PTS_TIME.findall(done.stderr)
+        return done.stdout, float(times[-1]) if times else position
+
+    async def render(self, path: Path, size_bytes: int, spec: Spec, deadline: float) -> Thumbnail:
+        info = await self.probe(path, size_bytes, deadline)
+        layout = fit(
+            info.display_width, info.display_height, spec.box_width, spec.box_height, spec.fit
+        )
+        upscale = layout.scaled_width > info.display_width
+        chain = filter_chain(layout, info.rotation, upscale)
+        url = file_url(path)
+        primary = choose_position(info.duration, spec.position_fraction, spec.position_seconds)
+        selection: Selection[tuple[bytes, float]] = Selection(spec.allow_blank)
+        for position, exact in candidates(info.duration, primary, spec.exact, spec.allow_blank):
+            grabbed = await self._grab(url, info, layout, chain, position, exact, deadline)
+            if grabbed is None and selection.tried == 0 and position > 0:
+                # Nothing at the position (unknown or lying duration): the first frame.
+                grabbed = await self._grab(url, info, layout, chain, 0.0, False, deadline)
+            if grabbed is None:
+                continue
+            stats = await asyncio.to_thread(_measure, grabbed[0], layout)
+            if selection.offer(grabbed, stats):
+                break
+        if selection.best is None:
+            raise MediaError("NOT_A_VIDEO", "no decodable video frame")
+        raw, frame_time = selection.best
+        limit = min(spec.max_bytes or self._limits.max_output_bytes, self._limits.max_output_bytes)
+        data, quality = await asyncio.to_thread(
+            _encode, raw, layout, spec.image_format, spec.quality, limit
+        )
+        return Thumbnail(
+            data=data,
+            width=layout.width,
+            height=layout.height,
+            image_format=spec.image_format,
+            quality=quality,
+            frame_time=max(0.0, frame_time),
+            blank=selection.blank,
+            blank_frames_skipped=selection.skipped,
+            video=info,
+            engine=self.name,
+        )
+
+    async def close(self) -> None:
+        """Nothing to stop: every process lives only as long as its request."""
+
+
+def _measure(raw: bytes, layout: Layout) -> LumaStats:
+    return measure(rgba_frame(raw, layout.width, layout.height), layout.content)
+
+
+def _encode(
+    raw: bytes, layout: Layout, image_format: ImageFormat, quality: int, limit: int
+) -> tuple[bytes, int]:
+    return encode(rgba_frame(raw, layout.width, layout.height), image_format, quality, limit)

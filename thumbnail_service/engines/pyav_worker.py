@@ -1,0 +1,201 @@
+"""Code that runs inside the PyAV worker processes, never in the gRPC server.
+
+A worker opens the file with the same allowlists as the ffmpeg engine, checks
+the pixel limit before the first decode, decodes the candidate frames, runs
+the shared filter chain and encodes the image. Resource limits are set once
+per worker (address space) and renewed per task (CPU time, which the kernel
+counts over the whole life of the process).
+"""
+
+from __future__ import annotations
+
+import errno
+import resource
+from fractions import Fraction
+from typing import Any
+
+import av
+import av.error
+import av.logging
+
+from thumbnail_service.errors import MediaError
+from thumbnail_service.framepick import Selection, candidates, choose_position
+from thumbnail_service.geometry import Layout, filter_args, filter_chain, fit, normalize_rotation
+from thumbnail_service.imaging import encode, measure
+from thumbnail_service.model import Limits, Spec, Thumbnail, VideoInfo
+from thumbnail_service.probe import (
+    FORMAT_WHITELIST,
+    PROTOCOL_WHITELIST,
+    WHITELIST_ERROR,
+    build_info,
+    demuxer_for,
+)
+
+_cpu_budget = 0
+
+
+def init_worker(memory_bytes: int, cpu_seconds: int) -> None:
+    """pebble initializer: cap the worker's address space and remember its CPU budget."""
+    global _cpu_budget  # one per process, set before any task runs
+    _cpu_budget = cpu_seconds
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    av.logging.set_level(None)
+
+
+def warm() -> bool:
+    """A no-op task: scheduling it makes pebble start the workers ahead of traffic."""
+    return True
+
+
+def _renew_cpu_budget() -> None:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = int(usage.ru_utime + usage.ru_stime) + 1
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.setrlimit(resource.RLIMIT_CPU, (used + _cpu_budget, hard))
+
+
+def _open(url: str, limits: Limits) -> Any:
+    options = {
+        "protocol_whitelist": PROTOCOL_WHITELIST,
+        "format_whitelist": FORMAT_WHITELIST,
+        "probesize": str(limits.probe_size_bytes),
+        "analyzeduration": str(limits.analyze_duration_us),
+    }
+    try:
+        return av.open(url, mode="r", container_options=options)
+    except av.error.FFmpegError as exc:
+        # EINVAL is how libavformat refuses a format that is not on the whitelist.
+        if exc.errno == errno.EINVAL or WHITELIST_ERROR in str(exc):
+            raise MediaError(
+                "FORMAT_BLOCKED", "the container format is not on the allowlist"
+            ) from None
+        raise MediaError("NOT_A_VIDEO", "the input is not a readable video") from None
+
+
+def _video_stream(container: Any, limits: Limits) -> Any:
+    demuxer_for(container.format.name)
+    streams = [
+        s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic
+    ]
+    if not streams:
+        raise MediaError("NOT_A_VIDEO", "the input has no video stream")
+    stream = streams[0]
+    ctx = stream.codec_context
+    if ctx.width * ctx.height > limits.max_pixels:
+        raise MediaError(
+            "RESOLUTION_TOO_LARGE",
+            f"{ctx.width}x{ctx.height} exceeds the limit of {limits.max_pixels} pixels",
+        )
+    ctx.options = {"max_pixels": str(limits.max_pixels)}
+    return stream
+
+
+def _decode_at(container: Any, stream: Any, start: float, position: float, exact: bool) -> Any:
+    """The keyframe at or before ``position``, or (exact) the first frame at or after it."""
+    ctx = stream.codec_context
+    ctx.skip_frame = "DEFAULT" if exact else "NONKEY"
+    time_base = stream.time_base or Fraction(1, 1_000_000)
+    target = start + position
+    container.seek(int(target / time_base), stream=stream, backward=True, any_frame=False)
+    half_frame = 0.5 / float(stream.average_rate) if stream.average_rate else 0.0
+    for frame in container.decode(stream):
+        if not exact or frame.time is None or frame.time >= target - half_frame:
+            return frame
+    return None
+
+
+def _info(container: Any, stream: Any, frame: Any, size_bytes: int, limits: Limits) -> VideoInfo:
+    ctx = stream.codec_context
+    sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio
+    duration = None
+    if container.duration is not None:
+        duration = container.duration / av.time_base
+    elif stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    return build_info(
+        container=container.format.name,
+        codec=ctx.name,
+        duration=duration,
+        width=frame.width,
+        height=frame.height,
+        # The frame carries the stream's display matrix (counter-clockwise degrees).
+        rotation=normalize_rotation(-frame.rotation),
+        sar=(sar.numerator, sar.denominator) if sar else (1, 1),
+        frame_rate=float(stream.average_rate or 0),
+        size_bytes=size_bytes,
+        has_audio=bool(container.streams.audio),
+        start_time=(container.start_time or 0) / av.time_base,
+        limits=limits,
+    )
+
+
+def _shape(frame: Any, layout: Layout, info: VideoInfo) -> Any:
+    graph = av.filter.Graph()
+    nodes = [graph.add_buffer(width=frame.width, height=frame.height, format=frame.format)]
+    upscale = layout.scaled_width > info.display_width
+    for step in filter_chain(layout, info.rotation, upscale):
+        nodes.append(graph.add(step[0], filter_args(step)))
+    nodes.append(graph.add("buffersink"))
+    graph.link_nodes(*nodes).configure()
+    graph.vpush(frame)
+    return graph.vpull()
+
+
+def render(url: str, size_bytes: int, spec: Spec, limits: Limits) -> Thumbnail:
+    """The whole thumbnail job of one request, run inside a worker."""
+    _renew_cpu_budget()
+    try:
+        return _render(url, size_bytes, spec, limits)
+    except (av.error.FFmpegError, EOFError, MemoryError):
+        raise MediaError("NOT_A_VIDEO", "the video could not be decoded") from None
+
+
+def _render(url: str, size_bytes: int, spec: Spec, limits: Limits) -> Thumbnail:
+    with _open(url, limits) as container:
+        stream = _video_stream(container, limits)
+        # As in the ffmpeg engine: frame threading delays the first frame; a
+        # single keyframe decodes fastest on one thread.
+        stream.codec_context.thread_count = 0 if spec.exact else 1
+        start = (container.start_time or 0) / av.time_base
+        duration = container.duration / av.time_base if container.duration else None
+        primary = choose_position(duration, spec.position_fraction, spec.position_seconds)
+        plan = candidates(duration, primary, spec.exact, spec.allow_blank)
+        info: VideoInfo | None = None
+        layout: Layout | None = None
+        selection: Selection[tuple[Any, float]] = Selection(spec.allow_blank)
+        for position, exact in plan:
+            frame = _decode_at(container, stream, start, position, exact)
+            if frame is None and selection.tried == 0 and position > 0:
+                frame = _decode_at(container, stream, start, 0.0, False)
+            if frame is None:
+                continue
+            if info is None or layout is None:
+                info = _info(container, stream, frame, size_bytes, limits)
+                layout = fit(
+                    info.display_width,
+                    info.display_height,
+                    spec.box_width,
+                    spec.box_height,
+                    spec.fit,
+                )
+            picture = _shape(frame, layout, info)
+            frame_time = (frame.time or 0.0) - start
+            if selection.offer((picture, frame_time), measure(picture, layout.content)):
+                break
+        if selection.best is None or info is None or layout is None:
+            raise MediaError("NOT_A_VIDEO", "no decodable video frame")
+        picture, frame_time = selection.best
+        limit = min(spec.max_bytes or limits.max_output_bytes, limits.max_output_bytes)
+        data, quality = encode(picture, spec.image_format, spec.quality, limit)
+        return Thumbnail(
+            data=data,
+            width=layout.width,
+            height=layout.height,
+            image_format=spec.image_format,
+            quality=quality,
+            frame_time=max(0.0, frame_time),
+            blank=selection.blank,
+            blank_frames_skipped=selection.skipped,
+            video=info,
+            engine="pyav",
+        )

@@ -1,0 +1,95 @@
+"""The thumbnail use case: pick the engine, fall back when it cannot read a file, time it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+from thumbnail_service import metrics
+from thumbnail_service.config import Settings
+from thumbnail_service.engines import FALLBACK_REASONS, Engine
+from thumbnail_service.engines.ffmpeg import FfmpegEngine
+from thumbnail_service.engines.process import ProcessLimits
+from thumbnail_service.engines.pyav import PyavEngine
+from thumbnail_service.errors import MediaError
+from thumbnail_service.model import Limits, Spec, Thumbnail, VideoInfo
+
+log = logging.getLogger(__name__)
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_pixels=settings.max_pixels,
+        max_output_bytes=settings.max_output_bytes,
+        probe_size_bytes=settings.probe_size_bytes,
+        analyze_duration_us=int(settings.analyze_duration_seconds * 1_000_000),
+    )
+
+
+class Thumbnailer:
+    def __init__(self, settings: Settings) -> None:
+        limits = limits_from(settings)
+        self.ffmpeg = FfmpegEngine(
+            settings.ffmpeg_binary,
+            settings.ffprobe_binary,
+            limits,
+            ProcessLimits(settings.worker_memory_bytes, settings.worker_cpu_seconds),
+        )
+        self.pyav = PyavEngine(
+            settings.max_concurrency,
+            limits,
+            settings.worker_memory_bytes,
+            settings.worker_cpu_seconds,
+            settings.worker_max_tasks,
+        )
+        self.engines: dict[str, Engine] = {"ffmpeg": self.ffmpeg, "pyav": self.pyav}
+        self.default_engine = settings.default_engine
+        self.timeout = settings.processing_timeout_seconds
+
+    async def start(self) -> None:
+        await self.pyav.warm()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(engine.close() for engine in self.engines.values()))
+
+    def _deadline(self, budget: float | None) -> float:
+        seconds = self.timeout if budget is None else min(self.timeout, budget)
+        return asyncio.get_running_loop().time() + seconds
+
+    async def _timed(
+        self, engine: Engine, path: Path, size: int, spec: Spec, deadline: float
+    ) -> Thumbnail:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await engine.render(path, size, spec, deadline)
+            outcome = "ok"
+            return result
+        finally:
+            metrics.LATENCY.labels(engine.name, outcome).observe(time.perf_counter() - started)
+
+    async def render(
+        self, path: Path, size: int, spec: Spec, engine: str | None, budget: float | None
+    ) -> Thumbnail:
+        """A thumbnail from the named engine, or from the default one with fallback."""
+        deadline = self._deadline(budget)
+        first = self.engines[engine or self.default_engine]
+        try:
+            return await self._timed(first, path, size, spec, deadline)
+        except MediaError as exc:
+            if engine is not None or exc.reason not in FALLBACK_REASONS:
+                raise
+            second = self.ffmpeg if first is self.pyav else self.pyav
+            log.info(
+                "engine fallback",
+                extra={"from_engine": first.name, "to_engine": second.name, "reason": exc.reason},
+            )
+            metrics.FALLBACKS.labels(first.name, second.name).inc()
+            result = await self._timed(second, path, size, spec, deadline)
+            return dataclasses.replace(result, fallback_used=True)
+
+    async def probe(self, path: Path, size: int, budget: float | None) -> VideoInfo:
+        return await self.ffmpeg.probe(path, size, self._deadline(budget))
