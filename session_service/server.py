@@ -59,7 +59,10 @@ class HealthWatcher:
     async def check(self) -> None:
         try:
             async with asyncio.timeout(self.timeout):
-                await self.store.load_scripts()
+                await self.store.call(self.store.backend.ping, idempotent=False)
+                if not self.serving:
+                    # A restarted Redis has an empty script cache: reload before serving.
+                    await self.store.load_scripts()
         except (ServiceError, TimeoutError):
             await self.set(False)
         else:

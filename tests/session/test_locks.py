@@ -1,0 +1,181 @@
+"""Leases: mutual exclusion, wake-on-release handover, bounded waits, lease expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import redis
+
+from tests.session.conftest import create, fails, seconds, struct
+from tggod.session.v1 import session_service_pb2 as pb
+from tggod.session.v1 import session_service_pb2_grpc as pb_grpc
+
+Code = grpc.StatusCode
+
+
+async def test_acquire_refresh_release(
+    stub: pb_grpc.SessionServiceAsyncStub, raw: redis.Redis
+) -> None:
+    await create(stub, "l")
+    lease = await stub.AcquireLock(pb.AcquireLockRequest(session_id="l", lease_ttl=seconds(5)))
+    assert lease.fencing_token == 1
+    assert len(lease.lock_token) >= 32
+    meta = (await stub.GetSession(pb.GetSessionRequest(session_id="l"))).session.metadata
+    assert (meta.locked, meta.fencing_token) == (True, 1)
+    refreshed = await stub.RefreshLock(
+        pb.RefreshLockRequest(session_id="l", lock_token=lease.lock_token, lease_ttl=seconds(20))
+    )
+    assert refreshed.fencing_token == 1
+    assert refreshed.lease_expire_time.ToMilliseconds() > lease.lease_expire_time.ToMilliseconds()
+    await fails(
+        stub.RefreshLock(pb.RefreshLockRequest(session_id="l", lock_token="not-mine")),
+        Code.FAILED_PRECONDITION,
+        "LOCK_LOST",
+    )
+    assert not (
+        await stub.ReleaseLock(pb.ReleaseLockRequest(session_id="l", lock_token="not-mine"))
+    ).released
+    released = await stub.ReleaseLock(
+        pb.ReleaseLockRequest(session_id="l", lock_token=lease.lock_token)
+    )
+    assert released.released
+    again = await stub.ReleaseLock(
+        pb.ReleaseLockRequest(session_id="l", lock_token=lease.lock_token)
+    )
+    assert not again.released
+    # The owner token is a credential: Redis holds only a keyed digest of it.
+    for key in raw.scan_iter():
+        assert lease.lock_token.encode() not in (raw.dump(key) or b"")
+    nxt = await stub.AcquireLock(pb.AcquireLockRequest(session_id="l"))
+    assert nxt.fencing_token == 2
+
+
+async def test_try_once_when_held_is_lock_held(stub: pb_grpc.SessionServiceAsyncStub) -> None:
+    await create(stub, "h")
+    await stub.AcquireLock(pb.AcquireLockRequest(session_id="h", lease_ttl=seconds(30)))
+    started = time.monotonic()
+    await fails(stub.AcquireLock(pb.AcquireLockRequest(session_id="h")), Code.ABORTED, "LOCK_HELD")
+    await fails(
+        stub.AcquireLock(pb.AcquireLockRequest(session_id="h", wait_timeout=seconds(0.3))),
+        Code.ABORTED,
+        "LOCK_HELD",
+    )
+    assert time.monotonic() - started < 5
+
+
+async def test_lease_expiry_while_held(stub: pb_grpc.SessionServiceAsyncStub) -> None:
+    await create(stub, "x")
+    first = await stub.AcquireLock(pb.AcquireLockRequest(session_id="x", lease_ttl=seconds(0.3)))
+    # A waiter is woken by the lease running out even though nobody releases.
+    started = time.monotonic()
+    second = await stub.AcquireLock(
+        pb.AcquireLockRequest(session_id="x", wait_timeout=seconds(10), lease_ttl=seconds(5))
+    )
+    assert time.monotonic() - started < 5
+    assert second.fencing_token == first.fencing_token + 1
+    await fails(
+        stub.RefreshLock(pb.RefreshLockRequest(session_id="x", lock_token=first.lock_token)),
+        Code.FAILED_PRECONDITION,
+        "LOCK_LOST",
+    )
+    assert not (
+        await stub.ReleaseLock(pb.ReleaseLockRequest(session_id="x", lock_token=first.lock_token))
+    ).released
+    # The second holder still holds: the stale release did not free it.
+    await fails(stub.AcquireLock(pb.AcquireLockRequest(session_id="x")), Code.ABORTED, "LOCK_HELD")
+
+
+async def test_refresh_after_session_deleted_is_lock_lost(
+    stub: pb_grpc.SessionServiceAsyncStub,
+) -> None:
+    await create(stub, "gone")
+    lease = await stub.AcquireLock(pb.AcquireLockRequest(session_id="gone"))
+    await stub.DeleteSession(pb.DeleteSessionRequest(session_id="gone"))
+    await fails(
+        stub.RefreshLock(pb.RefreshLockRequest(session_id="gone", lock_token=lease.lock_token)),
+        Code.FAILED_PRECONDITION,
+        "LOCK_LOST",
+    )
+
+
+async def test_release_hands_over_to_a_waiter_promptly(
+    stub: pb_grpc.SessionServiceAsyncStub,
+) -> None:
+    await create(stub, "ho")
+    holder = await stub.AcquireLock(pb.AcquireLockRequest(session_id="ho", lease_ttl=seconds(60)))
+    waiter = asyncio.ensure_future(
+        stub.AcquireLock(pb.AcquireLockRequest(session_id="ho", wait_timeout=seconds(30)))
+    )
+    await asyncio.sleep(0.3)
+    assert not waiter.done()
+    released_at = time.monotonic()
+    await stub.ReleaseLock(pb.ReleaseLockRequest(session_id="ho", lock_token=holder.lock_token))
+    got = await waiter
+    # Far below the 60 s lease: the waiter woke on the release, not on expiry or a poll tick.
+    assert time.monotonic() - released_at < 2
+    assert got.fencing_token == holder.fencing_token + 1
+
+
+async def test_many_waiters_mutual_exclusion_and_no_starvation(
+    stub: pb_grpc.SessionServiceAsyncStub,
+) -> None:
+    await create(stub, "crowd", counter=0)
+    inside = 0
+    overlaps = 0
+    done: list[int] = []
+    outcomes: list[str] = []
+
+    async def worker(index: int) -> None:
+        nonlocal inside, overlaps
+        started = time.monotonic()
+        try:
+            lease = await stub.AcquireLock(
+                pb.AcquireLockRequest(
+                    session_id="crowd", wait_timeout=seconds(20), lease_ttl=seconds(30)
+                )
+            )
+        except grpc.aio.AioRpcError as exc:
+            # A waiter that gives up does so at its wait, not long after.
+            outcomes.append(f"{exc.code().name} after {time.monotonic() - started:.1f}s")
+            return
+        inside += 1
+        overlaps += inside > 1
+        got = await stub.GetSession(pb.GetSessionRequest(session_id="crowd"))
+        counter = got.session.data.fields["counter"].number_value
+        await asyncio.sleep(0.01)
+        await stub.UpdateSession(
+            pb.UpdateSessionRequest(
+                session_id="crowd",
+                data=struct(counter=counter + 1),
+                fencing_token=lease.fencing_token,
+            )
+        )
+        inside -= 1
+        done.append(index)
+        outcomes.append("acquired")
+        await stub.ReleaseLock(
+            pb.ReleaseLockRequest(session_id="crowd", lock_token=lease.lock_token)
+        )
+
+    await asyncio.gather(*(worker(i) for i in range(24)))
+    assert overlaps == 0
+    final = await stub.GetSession(pb.GetSessionRequest(session_id="crowd"))
+    assert final.session.data["counter"] == len(done)
+    # 24 short sections fit easily in a 20 s wait: nobody may starve.
+    assert outcomes == ["acquired"] * 24
+    assert final.session.metadata.fencing_token == 24
+
+
+async def test_waiter_gives_up_at_its_wait(stub: pb_grpc.SessionServiceAsyncStub) -> None:
+    await create(stub, "w")
+    await stub.AcquireLock(pb.AcquireLockRequest(session_id="w", lease_ttl=seconds(30)))
+    started = time.monotonic()
+    await fails(
+        stub.AcquireLock(pb.AcquireLockRequest(session_id="w", wait_timeout=seconds(0.5))),
+        Code.ABORTED,
+        "LOCK_HELD",
+    )
+    elapsed = time.monotonic() - started
+    assert 0.4 < elapsed < 4
