@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,67 @@ def port_by_name(container: Manifest, name: str) -> int:
             value: int = port["containerPort"]
             return value
     raise KeyError(f"container {container['name']} declares no port named {name!r}")
+
+
+def secret_refs(manifests: list[Manifest]) -> set[tuple[str, str | None]]:
+    """(Secret name, key) pairs the pods use; key None for whole-Secret references."""
+    refs: set[tuple[str, str | None]] = set()
+    for workload in workloads(manifests):
+        for container in containers(workload):
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    refs.add((source["secretRef"]["name"], None))
+            for var in container.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    refs.add((ref["name"], ref["key"]))
+        for volume in pod_spec(workload).get("volumes", []):
+            if "secret" in volume:
+                items = volume["secret"].get("items")
+                if items:
+                    refs.update((volume["secret"]["secretName"], item["key"]) for item in items)
+                else:
+                    refs.add((volume["secret"]["secretName"], None))
+    return refs
+
+
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def expand(value: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion: defined names are replaced, others stay literal."""
+    return _VAR_REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
+
+
+def container_env(
+    manifests: list[Manifest],
+    container: Manifest,
+    secret: Callable[[str, str], str],
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment the kubelet gives the container: ``envFrom`` first, then ``env`` in order.
+
+    ConfigMaps are resolved from the rendered output; ``secret(name, key)`` supplies Secret values.
+    """
+    env: dict[str, str] = dict(base or {})
+    for source in container.get("envFrom", []):
+        prefix = source.get("prefix", "")
+        if "configMapRef" in source:
+            data = config_map_data(manifests, source["configMapRef"]["name"])
+            env.update({prefix + key: value for key, value in data.items()})
+        else:
+            raise AssertionError(f"unsupported envFrom source in {container['name']}: {source}")
+    for var in container.get("env", []):
+        name = var["name"]
+        if "value" in var:
+            env[name] = expand(var["value"], env)
+            continue
+        source = var["valueFrom"]
+        if "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            env[name] = config_map_data(manifests, ref["name"])[ref["key"]]
+        elif "secretKeyRef" in source:
+            env[name] = secret(source["secretKeyRef"]["name"], source["secretKeyRef"]["key"])
+        else:
+            raise AssertionError(f"unsupported valueFrom for {name}: {source}")
+    return env

@@ -1,0 +1,228 @@
+"""Manifests and code cannot drift apart.
+
+For every service Deployment of every overlay, the service is started locally exactly as the
+container would start it (image entrypoint, the container's command/args and environment with
+ConfigMaps resolved, test values for Secrets, volumes remapped to temporary directories), then
+the probes the manifest declares must answer SERVING, the metrics port must serve, and SIGTERM
+must end the process within the pod's termination grace.
+
+What is substituted, and why:
+* gRPC and metrics ports: the manifest's values (50051/9451, ...) are asserted equal to the
+  container ports and probe ports first, then moved to free ports so parallel runs never clash;
+  the probe is sent to the moved port, so a service that ignored its port variable would fail.
+* Redis: a local redis-server with the password from the test's ``redis-auth`` Secret; in prod
+  the endpoint is the in-cluster address of a real Cluster, so host and port are swapped for
+  the local server's while the scheme, query and mode settings are kept where they apply.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.helpers.redis import RedisProcess, free_port, start_redis
+
+from .launch import Launch, new_encryption_key, new_key_material, prepare
+from .render import Manifest, named, pod_spec, port_by_name, render
+from .services import SERVICES, ServiceSpec
+
+OVERLAY_SERVICES = [(overlay, spec) for overlay in ("dev", "prod") for spec in SERVICES.values()]
+IDS = [f"{overlay}-{spec.deployment}" for overlay, spec in OVERLAY_SERVICES]
+
+# Settings the code reads that the manifests leave unset on purpose.
+UNSET_ON_PURPOSE = {
+    # An alternative to SESSION_ENCRYPTION_KEYS for hand-run setups; random keys are stronger.
+    "SESSION_ENCRYPTION_PASSPHRASE",
+    "SESSION_ENCRYPTION_SALT",
+}
+# What the image, not the manifest, puts in the environment.
+IMAGE_ENV = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
+
+
+@dataclass
+class SecretValues:
+    values: dict[tuple[str, str], str]
+
+    def __call__(self, name: str, key: str) -> str:
+        try:
+            return self.values[(name, key)]
+        except KeyError:
+            raise AssertionError(
+                f"the manifests reference Secret {name}/{key}: give it a test value in "
+                "tests/deploy/test_drift.py and document it in README (Deploy to Kubernetes)"
+            ) from None
+
+
+@pytest.fixture(scope="module")
+def redis_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="module")
+def test_secrets(redis_password: str) -> SecretValues:
+    return SecretValues(
+        {
+            ("session-encryption-keys", "keys"): f"{new_encryption_key('k2')},"
+            f"{new_encryption_key('k1')}",
+            ("session-encryption-keys", "naming-key"): new_key_material(),
+            ("redis-auth", "password"): redis_password,
+            ("redis-tls-ca", "ca.crt"): "",
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def local_redis(
+    tmp_path_factory: pytest.TempPathFactory, redis_password: str
+) -> Iterator[RedisProcess]:
+    server = start_redis(tmp_path_factory.mktemp("deploy-redis"), password=redis_password)
+    yield server
+    server.stop()
+
+
+class RecordingEnv(Mapping[str, str]):
+    """An environment that remembers every name looked up in it."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = dict(env)
+        self.read: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.read.add(name)
+        return self._env[name]
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            self.read.add(name)
+        return name in self._env
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("settings must look names up, not enumerate the environment")
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+
+def launch_for(
+    overlay: str, spec: ServiceSpec, secret: SecretValues, root: Path
+) -> tuple[Manifest, Launch]:
+    manifests = render(overlay)
+    deployment = named(manifests, "Deployment", spec.deployment)
+    launch = prepare(manifests, deployment, secret, root, os.environ.get("PATH", "/usr/bin:/bin"))
+    return deployment, launch
+
+
+def point_at_local_redis(env: dict[str, str], redis: RedisProcess) -> None:
+    """Swap the Redis endpoint for the local server, keeping everything else the manifest says."""
+    if "REDIS_URL" not in env:
+        return
+    assert env["REDIS_PASSWORD"] == redis.password, "REDIS_PASSWORD comes from redis-auth"
+    assert "@" not in env["REDIS_URL"], "credentials belong in REDIS_PASSWORD, not the URL"
+    # The local server speaks plain RESP as a single node; prod's TLS Cluster endpoint and its CA
+    # path were checked by test_manifests.test_redis_per_environment.
+    env["REDIS_URL"] = f"redis://{redis.host}:{redis.port}/0"
+    env["REDIS_CLUSTER"] = "false"
+    env["REDIS_SENTINELS"] = ""
+
+
+@pytest.mark.parametrize(("overlay", "spec"), OVERLAY_SERVICES, ids=IDS)
+def test_the_manifest_sets_exactly_the_settings_the_code_reads(
+    overlay: str, spec: ServiceSpec, test_secrets: SecretValues, tmp_path: Path
+) -> None:
+    _, launch = launch_for(overlay, spec, test_secrets, tmp_path)
+    recording = RecordingEnv(launch.env)
+    spec.settings.from_env(recording)
+    provided = set(launch.env) - IMAGE_ENV
+    unread = provided - recording.read
+    assert not unread, f"{spec.deployment} sets names its code never reads: {sorted(unread)}"
+    missing = recording.read - provided - UNSET_ON_PURPOSE
+    assert not missing, (
+        f"{spec.deployment} reads settings the manifests do not set: {sorted(missing)}; add them "
+        f"to deploy/k8s/base/{spec.deployment}.env (or a Secret reference)"
+    )
+
+
+def health(port: int, service: str, timeout: float) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service=service)
+        response = stub.Check(request, timeout=timeout, wait_for_ready=False)
+        status: int = response.status
+        return status
+
+
+def wait_serving(process: subprocess.Popen[bytes], port: int, service: str, budget: float) -> None:
+    deadline = time.monotonic() + budget
+    last: object = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the service exited with {process.returncode} before SERVING")
+        try:
+            if health(port, service, timeout=1.0) == health_pb2.HealthCheckResponse.SERVING:
+                return
+            last = "NOT_SERVING"
+        except grpc.RpcError as exc:
+            last = exc.code()
+        time.sleep(0.1)
+    raise AssertionError(f"health({service!r}) on port {port} never SERVING (last: {last})")
+
+
+@pytest.mark.parametrize(("overlay", "spec"), OVERLAY_SERVICES, ids=IDS)
+def test_the_declared_probes_pass_when_started_exactly_as_the_container(
+    overlay: str,
+    spec: ServiceSpec,
+    test_secrets: SecretValues,
+    local_redis: RedisProcess,
+    tmp_path: Path,
+) -> None:
+    deployment, launch = launch_for(overlay, spec, test_secrets, tmp_path)
+    container = pod_spec(deployment)["containers"][0]
+    env = launch.env
+
+    grpc_port = port_by_name(container, "grpc")
+    probes = [container[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")]
+    assert {probe["grpc"]["port"] for probe in probes} == {grpc_port}
+    assert int(env[spec.port_env]) == grpc_port
+    metrics_port = port_by_name(container, "metrics")
+    assert int(env[spec.metrics_port_env]) == metrics_port
+    local_port, local_metrics = free_port(), free_port()
+    env[spec.port_env] = str(local_port)
+    env[spec.metrics_port_env] = str(local_metrics)
+    point_at_local_redis(env, local_redis)
+
+    log = tmp_path / "service.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            launch.argv, env=env, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        startup = container["startupProbe"]
+        budget = min(30.0, startup["periodSeconds"] * startup["failureThreshold"])
+        try:
+            for probe in probes:
+                wait_serving(process, local_port, probe["grpc"].get("service", ""), budget)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- service output ---\n{log.read_text()}") from None
+        with urllib.request.urlopen(f"http://127.0.0.1:{local_metrics}/metrics", timeout=5) as r:
+            assert r.status == 200
+            assert re.search(rb"^# TYPE ", r.read(), re.MULTILINE)
+
+        process.send_signal(signal.SIGTERM)
+        grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
+        assert process.wait(timeout=grace) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
