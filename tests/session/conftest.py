@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -22,9 +23,17 @@ from tests.helpers.redis import RedisProcess
 from tggod.session.v1 import session_service_pb2 as pb
 from tggod.session.v1 import session_service_pb2_grpc as pb_grpc
 
-ServerFactory = Callable[
-    ..., contextlib.AbstractAsyncContextManager["pb_grpc.SessionServiceAsyncStub"]
-]
+
+@dataclass
+class Served:
+    """A server started by ``make_server`` and a channel to it."""
+
+    stub: pb_grpc.SessionServiceAsyncStub
+    channel: grpc.aio.Channel
+    running: server.RunningServer
+
+
+ServerFactory = Callable[..., contextlib.AbstractAsyncContextManager[Served]]
 
 
 def struct(**values: Any) -> struct_pb2.Struct:
@@ -90,12 +99,12 @@ async def make_server(session_env: dict[str, str]) -> AsyncIterator[ServerFactor
     running: list[server.RunningServer] = []
 
     @contextlib.asynccontextmanager
-    async def factory(**overrides: str) -> AsyncIterator[pb_grpc.SessionServiceAsyncStub]:
+    async def factory(**overrides: str) -> AsyncIterator[Served]:
         env = {**session_env, **overrides}
         started = await server.start(Settings.from_env(env))
         running.append(started)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{started.port}") as channel:
-            yield pb_grpc.SessionServiceStub(channel)
+            yield Served(pb_grpc.SessionServiceStub(channel), channel, started)
 
     yield factory
     for started in running:

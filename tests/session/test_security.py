@@ -147,7 +147,8 @@ async def test_wrong_key_refuses_to_read(
 ) -> None:
     await create(stub, "mine", secret="s")
     naming = encryption_keys.split(":", 1)[1]
-    async with make_server(SESSION_ENCRYPTION_KEYS=f"k1:{_key()}") as other:
+    async with make_server(SESSION_ENCRYPTION_KEYS=f"k1:{_key()}") as served_other:
+        other = served_other.stub
         # Different naming key: the session is not even addressable.
         await fails(
             other.GetSession(pb.GetSessionRequest(session_id="mine")),
@@ -157,7 +158,8 @@ async def test_wrong_key_refuses_to_read(
         assert list((await other.ListSessions(pb.ListSessionsRequest())).sessions) == []
     async with make_server(
         SESSION_ENCRYPTION_KEYS=f"k1:{_key()}", SESSION_NAMING_KEY=naming
-    ) as same_names:
+    ) as served_same_names:
+        same_names = served_same_names.stub
         await fails(
             same_names.GetSession(pb.GetSessionRequest(session_id="mine")),
             Code.DATA_LOSS,
@@ -173,7 +175,8 @@ async def test_key_rotation_keeps_old_sessions_readable(
 ) -> None:
     await create(stub, "old", v="under-k1")
     rotated = f"k2:{_key()},{encryption_keys}"
-    async with make_server(SESSION_ENCRYPTION_KEYS=rotated) as new:
+    async with make_server(SESSION_ENCRYPTION_KEYS=rotated) as served_new:
+        new = served_new.stub
         got = await new.GetSession(pb.GetSessionRequest(session_id="old"))
         assert got.session.data["v"] == "under-k1"
         await create(new, "new", v="under-k2")
@@ -192,7 +195,8 @@ async def test_key_rotation_keeps_old_sessions_readable(
     k2_only = rotated.split(",")[0]
     async with make_server(
         SESSION_ENCRYPTION_KEYS=k2_only, SESSION_NAMING_KEY=encryption_keys.split(":", 1)[1]
-    ) as retired:
+    ) as served_retired:
+        retired = served_retired.stub
         got = await retired.GetSession(pb.GetSessionRequest(session_id="new"))
         assert got.session.data["v"] == "under-k2"
 

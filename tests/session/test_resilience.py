@@ -1,0 +1,170 @@
+"""Redis outages, health, graceful shutdown and metrics of a real service process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.helpers.redis import RedisProcess, free_port, start_redis
+from tests.session.conftest import ServerFactory, create, error_info, seconds, struct
+from tggod.session.v1 import session_service_pb2 as pb
+from tggod.session.v1 import session_service_pb2_grpc as pb_grpc
+
+Code = grpc.StatusCode
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A Redis that fsyncs every write before acknowledging it."""
+    server = start_redis(tmp_path / "durable", appendfsync="always")
+    yield server
+    server.stop()
+
+
+async def _health(channel: grpc.aio.Channel) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    reply = await stub.Check(
+        health_pb2.HealthCheckRequest(service="tggod.session.v1.SessionService"), timeout=5
+    )
+    return int(reply.status)
+
+
+async def _wait_for_health(channel: grpc.aio.Channel, wanted: int, within: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        if await _health(channel) == wanted:
+            return time.monotonic() - started
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"health did not become {wanted} within {within}s")
+
+
+async def test_redis_outage_fails_fast_flips_health_and_loses_nothing(
+    durable_redis: RedisProcess, make_server: ServerFactory
+) -> None:
+    async with make_server(
+        REDIS_URL=durable_redis.url,
+        SESSION_HEALTH_INTERVAL_SECONDS="0.2",
+        REDIS_CONNECT_TIMEOUT_SECONDS="0.5",
+        REDIS_COMMAND_TIMEOUT_SECONDS="0.5",
+    ) as served:
+        stub, channel = served.stub, served.channel
+        assert await _health(channel) == SERVING
+        acked: dict[str, float] = {}
+        await asyncio.gather(*(create(stub, f"w{i}", n=0) for i in range(8)))
+        acked.update({f"w{i}": 0 for i in range(8)})
+        stop_writing = asyncio.Event()
+        failures: list[tuple[grpc.StatusCode, str, float]] = []
+
+        async def writer(session_id: str) -> None:
+            n = 0
+            while not stop_writing.is_set():
+                n += 1
+                started = time.monotonic()
+                try:
+                    await stub.UpdateSession(
+                        pb.UpdateSessionRequest(session_id=session_id, data=struct(n=n)), timeout=5
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    failures.append(
+                        (exc.code(), error_info(exc).reason, time.monotonic() - started)
+                    )
+                    await asyncio.sleep(0.05)
+                else:
+                    acked[session_id] = n
+
+        writers = [asyncio.ensure_future(writer(s)) for s in list(acked)]
+        await asyncio.sleep(0.5)
+        durable_redis.kill()  # a crash: only what was fsynced survives
+        await _wait_for_health(channel, NOT_SERVING, within=5)
+        await asyncio.sleep(0.5)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetSession(pb.GetSessionRequest(session_id="w0"), timeout=10)
+        assert caught.value.code() == Code.UNAVAILABLE
+        assert error_info(caught.value).reason == "STORE_UNAVAILABLE"
+        await asyncio.to_thread(durable_redis.start)
+        await _wait_for_health(channel, SERVING, within=10)
+        stop_writing.set()
+        await asyncio.gather(*writers)
+
+        assert failures, "the outage was never observed"
+        assert {(code, reason) for code, reason, _ in failures} <= {
+            (Code.UNAVAILABLE, "STORE_UNAVAILABLE")
+        }
+        assert max(elapsed for *_, elapsed in failures) < 3  # fast, not a hang until the deadline
+        for session_id, n in acked.items():
+            got = await stub.GetSession(pb.GetSessionRequest(session_id=session_id), timeout=5)
+            assert got.session.data.fields["n"].number_value >= n, session_id
+
+
+@pytest.fixture
+def service_process(
+    redis_url: str, encryption_keys: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "SESSION_HOST": "127.0.0.1",
+        "SESSION_PORT": str(port),
+        "SESSION_METRICS_PORT": str(metrics_port),
+        "REDIS_URL": redis_url,
+        "SESSION_ENCRYPTION_KEYS": encryption_keys,
+        "SESSION_SHUTDOWN_GRACE_SECONDS": "5",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "session_service"], env=env)
+    try:
+        yield process, port, metrics_port
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        return str(reply.read().decode())
+
+
+async def test_sigterm_drains_in_flight_calls_and_exits(
+    service_process: tuple[subprocess.Popen[bytes], int, int],
+) -> None:
+    process, port, metrics_port = service_process
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await channel.channel_ready()
+        await _wait_for_health(channel, SERVING, within=20)
+        stub = pb_grpc.SessionServiceStub(channel)
+        await create(stub, "drain")
+        holder = await stub.AcquireLock(pb.AcquireLockRequest(session_id="drain"))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.GetSession(pb.GetSessionRequest(session_id="absent"))
+        text = await asyncio.to_thread(_metrics, metrics_port)
+        assert 'session_rpc_requests_total{code="NOT_FOUND",method="GetSession"} 1.0' in text
+        assert "session_rpc_duration_seconds_bucket" in text
+        assert "session_lock_wait_seconds_count" in text
+        assert "drain" not in text
+
+        # An in-flight call (a lock wait) is still answered after SIGTERM.
+        waiter = asyncio.ensure_future(
+            stub.AcquireLock(
+                pb.AcquireLockRequest(session_id="drain", wait_timeout=seconds(1)), timeout=10
+            )
+        )
+        await asyncio.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await waiter
+        assert caught.value.code() == Code.ABORTED
+        assert holder.lock_token
+    assert await asyncio.to_thread(process.wait, 15) == 0
