@@ -10,9 +10,12 @@ What is substituted, and why:
 * gRPC and metrics ports: the manifest's values (50051/9451, ...) are asserted equal to the
   container ports and probe ports first, then moved to free ports so parallel runs never clash;
   the probe is sent to the moved port, so a service that ignored its port variable would fail.
-* Redis: a local redis-server with the password from the test's ``redis-auth`` Secret; in prod
-  the endpoint is the in-cluster address of a real Cluster, so host and port are swapped for
-  the local server's while the scheme, query and mode settings are kept where they apply.
+* Redis: only the host and port of ``REDIS_URL`` change. Scheme, query (prod's ``ssl_ca_certs``
+  path, remapped with its volume), ``REDIS_CLUSTER`` and the password stay as the manifest says,
+  served by a local redis-server of the same shape: plain single node for dev, a TLS-only
+  one-node Redis Cluster whose CA is handed over as the ``redis-tls-ca`` Secret for prod. A
+  session is then created and read back through the service, so the whole Redis configuration
+  (password, keyring, naming key, TLS, cluster mode) is exercised, not just start-up.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import secrets
 import signal
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,13 +34,16 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.helpers.redis import RedisProcess, free_port, start_redis
+from tggod.session.v1 import session_service_pb2, session_service_pb2_grpc
 
 from .launch import Launch, new_encryption_key, new_key_material, prepare
 from .render import Manifest, named, pod_spec, port_by_name, render
 from .services import SERVICES, ServiceSpec
+from .tls_redis import TlsCluster, start_tls_cluster
 
 OVERLAY_SERVICES = [(overlay, spec) for overlay in ("dev", "prod") for spec in SERVICES.values()]
 IDS = [f"{overlay}-{spec.deployment}" for overlay, spec in OVERLAY_SERVICES]
@@ -71,25 +78,35 @@ def redis_password() -> str:
 
 
 @pytest.fixture(scope="module")
-def test_secrets(redis_password: str) -> SecretValues:
-    return SecretValues(
-        {
-            ("session-encryption-keys", "keys"): f"{new_encryption_key('k2')},"
-            f"{new_encryption_key('k1')}",
-            ("session-encryption-keys", "naming-key"): new_key_material(),
-            ("redis-auth", "password"): redis_password,
-            ("redis-tls-ca", "ca.crt"): "",
-        }
-    )
-
-
-@pytest.fixture(scope="module")
 def local_redis(
     tmp_path_factory: pytest.TempPathFactory, redis_password: str
 ) -> Iterator[RedisProcess]:
     server = start_redis(tmp_path_factory.mktemp("deploy-redis"), password=redis_password)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(
+    tmp_path_factory: pytest.TempPathFactory, redis_password: str
+) -> Iterator[TlsCluster]:
+    cluster = start_tls_cluster(tmp_path_factory.mktemp("deploy-redis-tls"), redis_password)
+    yield cluster
+    cluster.server.stop()
+
+
+@pytest.fixture(scope="module")
+def test_secrets(redis_password: str, tls_cluster: TlsCluster) -> SecretValues:
+    return SecretValues(
+        {
+            # Two keys: the first encrypts, both decrypt (the state in the middle of a rotation).
+            ("session-encryption-keys", "keys"): f"{new_encryption_key('k2')},"
+            f"{new_encryption_key('k1')}",
+            ("session-encryption-keys", "naming-key"): new_key_material(),
+            ("redis-auth", "password"): redis_password,
+            ("redis-tls-ca", "ca.crt"): tls_cluster.ca_pem,
+        }
+    )
 
 
 class RecordingEnv(Mapping[str, str]):
@@ -124,17 +141,40 @@ def launch_for(
     return deployment, launch
 
 
-def point_at_local_redis(env: dict[str, str], redis: RedisProcess) -> None:
-    """Swap the Redis endpoint for the local server, keeping everything else the manifest says."""
+def point_at_local_redis(env: dict[str, str], plain: RedisProcess, tls_cluster: TlsCluster) -> None:
+    """Swap the Redis endpoint's host and port for a local server of the same shape."""
     if "REDIS_URL" not in env:
         return
-    assert env["REDIS_PASSWORD"] == redis.password, "REDIS_PASSWORD comes from redis-auth"
-    assert "@" not in env["REDIS_URL"], "credentials belong in REDIS_PASSWORD, not the URL"
-    # The local server speaks plain RESP as a single node; prod's TLS Cluster endpoint and its CA
-    # path were checked by test_manifests.test_redis_per_environment.
-    env["REDIS_URL"] = f"redis://{redis.host}:{redis.port}/0"
-    env["REDIS_CLUSTER"] = "false"
-    env["REDIS_SENTINELS"] = ""
+    assert env["REDIS_PASSWORD"] == plain.password, "REDIS_PASSWORD comes from redis-auth"
+    assert not env.get("REDIS_SENTINELS"), "no local Sentinel here: test Sentinel setups apart"
+    url = urllib.parse.urlsplit(env["REDIS_URL"])
+    assert url.username is None, "credentials go in REDIS_PASSWORD, not the URL"
+    assert url.password is None, "credentials go in REDIS_PASSWORD, not the URL"
+    cluster = env.get("REDIS_CLUSTER", "false").lower() in ("1", "true", "yes", "on")
+    if url.scheme == "rediss":
+        assert cluster, "the local TLS server is a Cluster; add a TLS single node to test this"
+        netloc = f"localhost:{tls_cluster.tls_port}"
+    else:
+        assert not cluster, "the local plain server is a single node"
+        netloc = f"{plain.host}:{plain.port}"
+    env["REDIS_URL"] = urllib.parse.urlunsplit(url._replace(netloc=netloc))
+
+
+def session_round_trip(port: int) -> None:
+    """Store a session and read it back: Redis, password, keyring and naming key all work."""
+    data = struct_pb2.Struct()
+    data.update({"probe": "drift"})
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = session_service_pb2_grpc.SessionServiceStub(channel)
+        created = stub.CreateSession(
+            session_service_pb2.CreateSessionRequest(data=data), timeout=10
+        )
+        session_id = created.metadata.session_id
+        assert session_id
+        got = stub.GetSession(
+            session_service_pb2.GetSessionRequest(session_id=session_id), timeout=10
+        )
+        assert got.session.data == data
 
 
 @pytest.mark.parametrize(("overlay", "spec"), OVERLAY_SERVICES, ids=IDS)
@@ -185,6 +225,7 @@ def test_the_declared_probes_pass_when_started_exactly_as_the_container(
     spec: ServiceSpec,
     test_secrets: SecretValues,
     local_redis: RedisProcess,
+    tls_cluster: TlsCluster,
     tmp_path: Path,
 ) -> None:
     deployment, launch = launch_for(overlay, spec, test_secrets, tmp_path)
@@ -200,7 +241,7 @@ def test_the_declared_probes_pass_when_started_exactly_as_the_container(
     local_port, local_metrics = free_port(), free_port()
     env[spec.port_env] = str(local_port)
     env[spec.metrics_port_env] = str(local_metrics)
-    point_at_local_redis(env, local_redis)
+    point_at_local_redis(env, local_redis, tls_cluster)
 
     log = tmp_path / "service.log"
     with log.open("wb") as output:
@@ -218,6 +259,8 @@ def test_the_declared_probes_pass_when_started_exactly_as_the_container(
         with urllib.request.urlopen(f"http://127.0.0.1:{local_metrics}/metrics", timeout=5) as r:
             assert r.status == 200
             assert re.search(rb"^# TYPE ", r.read(), re.MULTILINE)
+        if spec.deployment == "session-service":
+            session_round_trip(local_port)
 
         process.send_signal(signal.SIGTERM)
         grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
