@@ -166,7 +166,8 @@ def check(path: Path) -> list[str]:
     problems: list[str] = []
 
     def problem(message: str, line: int | None = None) -> None:
-        where = f"{path.relative_to(REPO)}:{line}" if line else str(path.relative_to(REPO))
+        shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+        where = f"{shown}:{line}" if line else str(shown)
         problems.append(f"{where}: {message}")
 
     dockerfile = parse(path)

