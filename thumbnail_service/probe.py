@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from thumbnail_service.errors import MediaError
@@ -29,6 +30,20 @@ ALLOWED_DEMUXERS = (
 FORMAT_WHITELIST = ",".join(ALLOWED_DEMUXERS)
 PROTOCOL_WHITELIST = "file"
 WHITELIST_ERROR = "not on whitelist"
+
+
+# Text formats that name other files. libavformat refuses them already (not on
+# the whitelist, or not recognised without a telling file extension, which
+# spooled uploads do not have); naming them here gives one clear answer.
+PLAYLIST_MAGIC = (b"#EXTM3U", b"ffconcat", b"[playlist]", b"<?xml", b"<smil")
+
+
+def refuse_playlists(path: Path) -> None:
+    """FORMAT_BLOCKED for a playlist or concat list, by its first bytes."""
+    with path.open("rb") as handle:
+        head = handle.read(256).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(PLAYLIST_MAGIC):
+        raise MediaError("FORMAT_BLOCKED", "playlists and concat lists are not accepted")
 
 
 def demuxer_for(format_name: str) -> str:

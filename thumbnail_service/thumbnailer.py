@@ -16,6 +16,7 @@ from thumbnail_service.engines.process import ProcessLimits
 from thumbnail_service.engines.pyav import PyavEngine
 from thumbnail_service.errors import MediaError
 from thumbnail_service.model import Limits, Spec, Thumbnail, VideoInfo
+from thumbnail_service.probe import refuse_playlists
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Thumbnailer:
     ) -> Thumbnail:
         """A thumbnail from the named engine, or from the default one with fallback."""
         deadline = self._deadline(budget)
+        refuse_playlists(path)
         first = self.engines[engine or self.default_engine]
         try:
             return await self._timed(first, path, size, spec, deadline)
@@ -92,4 +94,5 @@ class Thumbnailer:
             return dataclasses.replace(result, fallback_used=True)
 
     async def probe(self, path: Path, size: int, budget: float | None) -> VideoInfo:
+        refuse_playlists(path)
         return await self.ffmpeg.probe(path, size, self._deadline(budget))

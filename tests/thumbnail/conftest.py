@@ -217,16 +217,16 @@ def _ffmpeg(*args: str) -> None:
 
 
 def _huge_avi(path: Path) -> None:
-    """A tiny raw-video AVI whose headers declare 16384x16384 (a lying, huge resolution)."""
+    """A tiny raw-video AVI whose headers declare 12000x12000 (a lying, huge resolution)."""
     small = path.with_suffix(".small.avi")
     _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=16x16:rate=5:duration=1", "-c:v", "rawvideo",
             "-pix_fmt", "bgr24", str(small))  # fmt: skip
     data = bytearray(small.read_bytes())
     small.unlink()
     avih = data.index(b"avih") + 8
-    struct.pack_into("<II", data, avih + 32, 16384, 16384)
+    struct.pack_into("<II", data, avih + 32, 12000, 12000)
     strf = data.index(b"strf") + 8
-    struct.pack_into("<ii", data, strf + 4, 16384, 16384)
+    struct.pack_into("<ii", data, strf + 4, 12000, 12000)
     path.write_bytes(bytes(data))
 
 
