@@ -16,6 +16,9 @@ What is substituted, and why:
   one-node Redis Cluster whose CA is handed over as the ``redis-tls-ca`` Secret for prod. A
   session is then created and read back through the service, so the whole Redis configuration
   (password, keyring, naming key, TLS, cluster mode) is exercised, not just start-up.
+* Media: a sample video is placed in the local directory of the media volume; the thumbnail
+  service must find it by its path relative to THUMBNAIL_MEDIA_ROOT, accept the same video as an
+  upload (through THUMBNAIL_SPOOL_DIR) and make a JPEG of it with each engine.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -37,8 +41,11 @@ import pytest
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.helpers.media import generate
 from tests.helpers.redis import RedisProcess, free_port, start_redis
 from tggod.session.v1 import session_service_pb2, session_service_pb2_grpc
+from tggod.thumbnail.v1 import thumbnail_service_pb2 as thumb_pb
+from tggod.thumbnail.v1 import thumbnail_service_pb2_grpc as thumb_grpc
 
 from .launch import Launch, new_encryption_key, new_key_material, prepare
 from .render import Manifest, named, pod_spec, port_by_name, render
@@ -93,6 +100,11 @@ def tls_cluster(
     cluster = start_tls_cluster(tmp_path_factory.mktemp("deploy-redis-tls"), redis_password)
     yield cluster
     cluster.server.stop()
+
+
+@pytest.fixture(scope="module")
+def sample_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate("mov", tmp_path_factory.mktemp("deploy-media"))
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +170,40 @@ def point_at_local_redis(env: dict[str, str], plain: RedisProcess, tls_cluster: 
         assert not cluster, "the local plain server is a single node"
         netloc = f"{plain.host}:{plain.port}"
     env["REDIS_URL"] = urllib.parse.urlunsplit(url._replace(netloc=netloc))
+
+
+def thumbnail_round_trip(port: int, video: Path) -> None:
+    """Probe the video from the media root and as an upload; thumbnail it with each engine."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = thumb_grpc.ThumbnailServiceStub(channel)
+        by_path = thumb_pb.VideoSource(media_path=video.name)
+        probed = stub.ProbeVideo(
+            iter([thumb_pb.ProbeVideoRequest(header=thumb_pb.ProbeVideoHeader(source=by_path))])
+        )
+        assert probed.video.width > 0
+        data = video.read_bytes()
+        upload = thumb_pb.VideoSource(upload=thumb_pb.UploadSource(size_bytes=len(data)))
+        uploaded = stub.ProbeVideo(
+            iter(
+                [
+                    thumb_pb.ProbeVideoRequest(header=thumb_pb.ProbeVideoHeader(source=upload)),
+                    thumb_pb.ProbeVideoRequest(chunk=data),
+                ]
+            ),
+            timeout=30,
+        )
+        assert uploaded.video.width == probed.video.width
+        for engine in (thumb_pb.ENGINE_PYAV, thumb_pb.ENGINE_FFMPEG):
+            header = thumb_pb.GenerateThumbnailHeader(
+                source=by_path, options=thumb_pb.ThumbnailOptions(engine=engine)
+            )
+            responses = list(
+                stub.GenerateThumbnail(
+                    iter([thumb_pb.GenerateThumbnailRequest(header=header)]), timeout=30
+                )
+            )
+            image = b"".join(r.chunk for r in responses if r.WhichOneof("part") == "chunk")
+            assert image.startswith(b"\xff\xd8"), (engine, responses[:1])
 
 
 def session_round_trip(port: int) -> None:
@@ -226,6 +272,7 @@ def test_the_declared_probes_pass_when_started_exactly_as_the_container(
     test_secrets: SecretValues,
     local_redis: RedisProcess,
     tls_cluster: TlsCluster,
+    sample_video: Path,
     tmp_path: Path,
 ) -> None:
     deployment, launch = launch_for(overlay, spec, test_secrets, tmp_path)
@@ -261,6 +308,11 @@ def test_the_declared_probes_pass_when_started_exactly_as_the_container(
             assert re.search(rb"^# TYPE ", r.read(), re.MULTILINE)
         if spec.deployment == "session-service":
             session_round_trip(local_port)
+        else:
+            media = Path(env["THUMBNAIL_MEDIA_ROOT"])
+            assert media in launch.volumes.values(), "the media root is the mounted volume"
+            shutil.copyfile(sample_video, media / sample_video.name)
+            thumbnail_round_trip(local_port, media / sample_video.name)
 
         process.send_signal(signal.SIGTERM)
         grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
