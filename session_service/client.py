@@ -320,7 +320,7 @@ def shared_client() -> SessionClient:
             os.environ.get("SESSION_SERVICE_ADDR", "dns:///localhost:50051"),
             timeout=float(os.environ.get("SESSION_SERVICE_TIMEOUT_SECONDS", "5")),
             tls=os.environ.get("SESSION_SERVICE_TLS", "").lower() in ("1", "true", "yes"),
-            root_certificates=open(ca, "rb").read() if ca else None,  # noqa: SIM115
+            root_certificates=Path(ca).read_bytes() if ca else None,
         )
         _shared = (loop, client)
     return _shared[1]
