@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from . import dockerfile
 from .render import (
     OVERLAYS,
     REPO,
@@ -42,6 +43,19 @@ RECOMMENDED_LABELS = (
     "app.kubernetes.io/managed-by",
     "app.kubernetes.io/instance",
 )
+
+
+# The volume types the "restricted" Pod Security Standard admits.
+RESTRICTED_VOLUME_TYPES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 
 
 def placeholder_secret(name: str, key: str) -> str:
@@ -114,7 +128,9 @@ def test_every_pod_meets_the_restricted_pod_security_standard(overlay: str) -> N
         assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
         for host in ("hostNetwork", "hostPID", "hostIPC"):
             assert spec.get(host, False) is False, (name, host)
-        assert not any("hostPath" in volume for volume in spec.get("volumes", [])), name
+        for volume in spec.get("volumes", []):
+            kinds = set(volume) - {"name"}
+            assert kinds <= RESTRICTED_VOLUME_TYPES, (name, volume["name"], kinds)
         for container in containers(workload):
             sc = container.get("securityContext", {})
             where = f"{name}/{container['name']}"
@@ -124,7 +140,7 @@ def test_every_pod_meets_the_restricted_pod_security_standard(overlay: str) -> N
             assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, where
             assert sc.get("runAsUser", pod_sc["runAsUser"]) > 0, where
             assert sc.get("capabilities", {}).get("drop") == ["ALL"], where
-            assert not sc.get("capabilities", {}).get("add"), where
+            assert set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, where
             profile = sc.get("seccompProfile", pod_sc.get("seccompProfile", {}))
             assert profile.get("type") == "RuntimeDefault", where
 
@@ -251,6 +267,14 @@ def test_probes_are_native_grpc_on_the_served_port_and_service(
     assert container["livenessProbe"]["grpc"].get("service", "") in ("", spec.health_name)
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 30
+
+
+@pytest.mark.parametrize("spec", SERVICES.values(), ids=SERVICES.keys())
+def test_the_image_exposes_the_container_ports(overlay: str, spec: ServiceSpec) -> None:
+    container = main_container(named(render(overlay), "Deployment", spec.deployment))
+    final = dockerfile.parse(dockerfile.IMAGES[spec.image]).final
+    exposed = {int(port.split("/")[0]) for i in final.all("EXPOSE") for port in i.value.split()}
+    assert exposed == {port["containerPort"] for port in container["ports"]}
 
 
 @pytest.mark.parametrize("spec", SERVICES.values(), ids=SERVICES.keys())
