@@ -71,7 +71,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
 
 async def start(settings: Settings) -> RunningServer:
     """Build and start the server on ``settings.host:settings.port`` (port 0 picks a free one)."""
-    thumbnailer = Thumbnailer(settings)
+    thumbnailer = Thumbnailer.from_settings(settings)
     spool = Spool(settings.spool_dir, settings.max_upload_bytes)
     try:
         await thumbnailer.start()

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from thumbnail_service import metrics
@@ -20,6 +21,8 @@ from thumbnail_service.probe import refuse_playlists
 
 log = logging.getLogger(__name__)
 
+DEADLINE_MARGIN_SECONDS = 0.1
+
 
 def limits_from(settings: Settings) -> Limits:
     return Limits(
@@ -31,32 +34,49 @@ def limits_from(settings: Settings) -> Limits:
 
 
 class Thumbnailer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        engines: Mapping[str, Engine],
+        default_engine: str,
+        prober: FfmpegEngine,
+        timeout: float,
+    ) -> None:
+        self.engines = dict(engines)
+        self.default_engine = default_engine
+        self.prober = prober
+        self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Thumbnailer:
         limits = limits_from(settings)
-        self.ffmpeg = FfmpegEngine(
+        ffmpeg = FfmpegEngine(
             settings.ffmpeg_binary,
             settings.ffprobe_binary,
             limits,
             ProcessLimits(settings.worker_memory_bytes, settings.worker_cpu_seconds),
         )
-        self.pyav = PyavEngine(
+        pyav = PyavEngine(
             settings.max_concurrency,
             limits,
             settings.worker_memory_bytes,
             settings.worker_cpu_seconds,
             settings.worker_max_tasks,
         )
-        self.engines: dict[str, Engine] = {"ffmpeg": self.ffmpeg, "pyav": self.pyav}
-        self.default_engine = settings.default_engine
-        self.timeout = settings.processing_timeout_seconds
+        engines: dict[str, Engine] = {"ffmpeg": ffmpeg, "pyav": pyav}
+        return cls(engines, settings.default_engine, ffmpeg, settings.processing_timeout_seconds)
 
     async def start(self) -> None:
-        await self.pyav.warm()
+        for engine in self.engines.values():
+            await engine.start()
 
     async def close(self) -> None:
         await asyncio.gather(*(engine.close() for engine in self.engines.values()))
 
     def _deadline(self, budget: float | None) -> float:
+        if budget is not None:
+            # Stop a little before the caller's deadline so it receives a
+            # PROCESSING_TIMEOUT status rather than its own bare timeout.
+            budget = max(0.0, budget - DEADLINE_MARGIN_SECONDS)
         seconds = self.timeout if budget is None else min(self.timeout, budget)
         return asyncio.get_running_loop().time() + seconds
 
@@ -84,7 +104,7 @@ class Thumbnailer:
         except MediaError as exc:
             if engine is not None or exc.reason not in FALLBACK_REASONS:
                 raise
-            second = self.ffmpeg if first is self.pyav else self.pyav
+            second = next(e for e in self.engines.values() if e is not first)
             log.info(
                 "engine fallback",
                 extra={"from_engine": first.name, "to_engine": second.name, "reason": exc.reason},
@@ -95,4 +115,4 @@ class Thumbnailer:
 
     async def probe(self, path: Path, size: int, budget: float | None) -> VideoInfo:
         refuse_playlists(path)
-        return await self.ffmpeg.probe(path, size, self._deadline(budget))
+        return await self.prober.probe(path, size, self._deadline(budget))

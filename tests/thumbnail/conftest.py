@@ -7,8 +7,9 @@ import contextlib
 import os
 import struct
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from thumbnail_service import server
-from thumbnail_service.config import Settings
 from tggod.thumbnail.v1 import thumbnail_service_pb2 as pb
 from tggod.thumbnail.v1 import thumbnail_service_pb2_grpc as pb_grpc
+from thumbnail_service import server
+from thumbnail_service.config import Settings
 
 ENGINES = {"ffmpeg": pb.ENGINE_FFMPEG, "pyav": pb.ENGINE_PYAV}
 # Lines of /etc/passwd: none may ever reach a caller.
@@ -33,7 +34,7 @@ PASSWD_MARKERS = ("root:x:0:0", "daemon:x:", "/usr/sbin/nologin")
 @dataclass
 class Result:
     metadata: pb.ThumbnailMetadata
-    data: bytes
+    data: bytes = field(repr=False)
 
 
 @dataclass
@@ -79,7 +80,7 @@ async def generate(
     *,
     upload: bytes | None = None,
     media_path: str | None = None,
-    timeout: float = 60,
+    deadline_seconds: float = 60,
     chunk: int = 256 * 1024,
     **options: Any,
 ) -> Result | Failure:
@@ -91,7 +92,7 @@ async def generate(
         source = pb.VideoSource(upload=pb.UploadSource(size_bytes=len(upload)))
     stub = pb_grpc.ThumbnailServiceStub(channel)
     call = stub.GenerateThumbnail(
-        _requests(source, pb.ThumbnailOptions(**options), upload, chunk), timeout=timeout
+        _requests(source, pb.ThumbnailOptions(**options), upload, chunk), timeout=deadline_seconds
     )
     metadata: pb.ThumbnailMetadata | None = None
     data = bytearray()
@@ -195,8 +196,8 @@ def zombies() -> list[tuple[int, str, str]]:
     return [p for p in descendants() if p[1] == "Z"]
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(check: Callable[[], bool], within: float = 10.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + within
     while not check():
         if asyncio.get_running_loop().time() > deadline:
             return False
@@ -269,9 +270,9 @@ def hostile_files(
 
 @pytest.fixture(scope="session")
 def slow_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """20 s with one keyframe: an exact seek near the end decodes ~500 frames (seconds of work)."""
+    """30 s of 1080p with one keyframe: an exact seek near the end decodes ~700 frames."""
     path = tmp_path_factory.mktemp("slow") / "slow.mp4"
-    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=20",
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25:duration=30",
             "-c:v", "libx264", "-preset", "ultrafast", "-g", "1000", "-keyint_min", "1000",
             "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(path))  # fmt: skip
     return path
@@ -294,8 +295,7 @@ async def make_server(tmp_path: Path, media_root: Path) -> AsyncIterator[ServerF
 
     @contextlib.asynccontextmanager
     async def factory(root: Path | None = None, **env: str) -> AsyncIterator[CustomServer]:
-        spool = tmp_path / f"spool-{len(list(tmp_path.iterdir()))}"
-        spool.mkdir()
+        spool = Path(tempfile.mkdtemp(prefix="spool-", dir=tmp_path))
         settings = Settings.from_env(
             {
                 "THUMBNAIL_HOST": "127.0.0.1",

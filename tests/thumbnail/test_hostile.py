@@ -21,9 +21,9 @@ from tests.thumbnail.conftest import (
     ok,
     spool_files,
 )
+from tggod.thumbnail.v1 import thumbnail_service_pb2 as pb
 from thumbnail_service import server
 from thumbnail_service.config import Settings
-from tggod.thumbnail.v1 import thumbnail_service_pb2 as pb
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -139,7 +139,7 @@ async def test_zero_byte_input(guarded: CustomServer, kind: str) -> None:
 async def test_media_paths_cannot_escape_the_root(
     guarded: CustomServer, media_path: str, code: grpc.StatusCode, reason: str
 ) -> None:
-    failure = failed(await generate(guarded.channel, media_path=media_path, timeout=20))
+    failure = failed(await generate(guarded.channel, media_path=media_path, deadline_seconds=20))
     assert (failure.code, failure.reason) == (code, reason)
     assert "secret" not in failure.message
 

@@ -31,6 +31,10 @@ class Engine(Protocol):
         """Make the thumbnail of ``path``; ``deadline`` is on the event loop's clock."""
         ...
 
+    async def start(self) -> None:
+        """Get ready for the first request (start workers)."""
+        ...
+
     async def close(self) -> None:
         """Stop every process the engine owns."""
         ...

@@ -163,6 +163,9 @@ class FfmpegEngine:
             engine=self.name,
         )
 
+    async def start(self) -> None:
+        """Nothing to start: every process lives only as long as its request."""
+
     async def close(self) -> None:
         """Nothing to stop: every process lives only as long as its request."""
 

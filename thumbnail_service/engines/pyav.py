@@ -48,7 +48,7 @@ class PyavEngine:
             context=context,
         )
 
-    async def warm(self) -> None:
+    async def start(self) -> None:
         """Start the workers now rather than on the first request."""
         await asyncio.wrap_future(self._pool.schedule(pyav_worker.warm))
 

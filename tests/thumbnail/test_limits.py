@@ -1,0 +1,263 @@
+"""Timeouts, saturation, cancellation, upload caps and shutdown: nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests.thumbnail.conftest import (
+    ENGINES,
+    Failure,
+    Result,
+    ServerFactory,
+    decoder_processes,
+    descendants,
+    eventually,
+    failed,
+    generate,
+    healthy,
+    ok,
+    spool_files,
+    zombies,
+)
+from tggod.thumbnail.v1 import thumbnail_service_pb2 as pb
+from tggod.thumbnail.v1 import thumbnail_service_pb2_grpc as pb_grpc
+
+# An exact seek deep into a clip with a single keyframe: hundreds of frames to decode.
+SLOW = {"position_fraction": 0.9, "accuracy": pb.SEEK_ACCURACY_EXACT}
+MEDIUM = {"position_fraction": 0.3, "accuracy": pb.SEEK_ACCURACY_EXACT}
+
+
+@pytest.fixture(scope="module")
+def slow_root(tmp_path_factory: pytest.TempPathFactory, slow_clip: Path) -> Path:
+    root = tmp_path_factory.mktemp("slow-root")
+    shutil.copyfile(slow_clip, root / "slow.mp4")
+    return root
+
+
+def pool_workers() -> set[int]:
+    """The PyAV workers: children of the multiprocessing fork server."""
+    servers = {pid for pid, _, cmd in descendants() if "forkserver" in cmd and "main(" in cmd}
+    return {
+        pid
+        for pid, _, _ in descendants()
+        if any(pid in {c for c, _, _ in descendants(s)} for s in servers)
+    }
+
+
+def clean(spool_root: Path) -> bool:
+    return decoder_processes() == [] and spool_files(spool_root) == [] and zombies() == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("kind", ["upload", "media_path"])
+async def test_processing_timeout_kills_the_decoder(
+    make_server: ServerFactory, slow_root: Path, engine: str, kind: str
+) -> None:
+    async with make_server(
+        root=slow_root, PROCESSING_TIMEOUT_SECONDS="0.2", MAX_CONCURRENCY="1"
+    ) as custom:
+        workers_before = pool_workers()
+        assert len(workers_before) == 1
+        source = (
+            {"upload": (slow_root / "slow.mp4").read_bytes()}
+            if kind == "upload"
+            else {"media_path": "slow.mp4"}
+        )
+        failure = failed(await generate(custom.channel, **source, engine=ENGINES[engine], **SLOW))
+        assert (failure.code, failure.reason) == (
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            "PROCESSING_TIMEOUT",
+        )
+        assert await eventually(lambda: clean(custom.spool_root))
+        if engine == "pyav":
+            # The worker that was decoding was killed and replaced by a fresh one.
+            assert await eventually(
+                lambda: len(pool_workers()) == 1 and not pool_workers() & workers_before
+            )
+        assert await healthy(custom.channel)
+
+
+async def test_client_deadline_also_bounds_the_work(
+    make_server: ServerFactory, slow_root: Path
+) -> None:
+    async with make_server(root=slow_root) as custom:
+        for engine in ENGINES.values():
+            stub = pb_grpc.ThumbnailServiceStub(custom.channel)
+            header = pb.GenerateThumbnailHeader(
+                source=pb.VideoSource(media_path="slow.mp4"),
+                options=pb.ThumbnailOptions(engine=engine, **SLOW),
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                async for _ in stub.GenerateThumbnail(
+                    iter([pb.GenerateThumbnailRequest(header=header)]), timeout=0.5
+                ):
+                    pass
+            # Usually the server's PROCESSING_TIMEOUT, or the client's own timer on a busy box.
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert await eventually(lambda: clean(custom.spool_root))
+
+
+async def test_saturation_refuses_at_once_and_serves_the_rest(
+    make_server: ServerFactory, slow_root: Path
+) -> None:
+    async with make_server(root=slow_root, MAX_CONCURRENCY="1", MAX_QUEUE="1") as custom:
+        started = asyncio.get_running_loop().time()
+        results = await asyncio.gather(
+            *(
+                generate(custom.channel, media_path="slow.mp4", engine=pb.ENGINE_PYAV, **MEDIUM)
+                for _ in range(6)
+            )
+        )
+        refused = [r for r in results if isinstance(r, Failure)]
+        served = [r for r in results if isinstance(r, Result)]
+        assert len(served) >= 2
+        assert len(refused) >= 1
+        assert all(
+            (r.code, r.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "OVERLOADED")
+            for r in refused
+        )
+        assert all(r.metadata.width == 320 for r in served)
+        assert asyncio.get_running_loop().time() - started < 60
+        # Once the backlog is gone the server takes work again.
+        ok(await generate(custom.channel, media_path="slow.mp4", engine=pb.ENGINE_PYAV))
+
+
+async def _stalled_upload(
+    data: bytes, release: asyncio.Event
+) -> AsyncIterator[pb.GenerateThumbnailRequest]:
+    yield pb.GenerateThumbnailRequest(
+        header=pb.GenerateThumbnailHeader(source=pb.VideoSource(upload=pb.UploadSource()))
+    )
+    yield pb.GenerateThumbnailRequest(chunk=data[: 1 << 20])
+    await release.wait()
+
+
+async def test_cancel_mid_upload_removes_the_spool_file(
+    make_server: ServerFactory, slow_root: Path
+) -> None:
+    async with make_server(root=slow_root) as custom:
+        release = asyncio.Event()
+        stub = pb_grpc.ThumbnailServiceStub(custom.channel)
+        call = stub.GenerateThumbnail(
+            _stalled_upload((slow_root / "slow.mp4").read_bytes(), release), timeout=60
+        )
+        assert await eventually(lambda: len(spool_files(custom.spool_root)) == 1)
+        spooled = spool_files(custom.spool_root)[0]
+        assert spooled.stat().st_mode & 0o777 == 0o600
+        assert spooled.parent.stat().st_mode & 0o777 == 0o700
+        call.cancel()
+        assert await eventually(lambda: clean(custom.spool_root))
+        release.set()
+        assert await healthy(custom.channel)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_cancel_mid_processing_kills_the_work(
+    make_server: ServerFactory, slow_root: Path, engine: str
+) -> None:
+    async with make_server(root=slow_root, MAX_CONCURRENCY="1") as custom:
+        workers_before = pool_workers()
+        stub = pb_grpc.ThumbnailServiceStub(custom.channel)
+        data = (slow_root / "slow.mp4").read_bytes()
+
+        async def requests() -> AsyncIterator[pb.GenerateThumbnailRequest]:
+            options = pb.ThumbnailOptions(engine=ENGINES[engine], **SLOW)
+            yield pb.GenerateThumbnailRequest(
+                header=pb.GenerateThumbnailHeader(
+                    source=pb.VideoSource(upload=pb.UploadSource(size_bytes=len(data))),
+                    options=options,
+                )
+            )
+            for offset in range(0, len(data), 1 << 20):
+                yield pb.GenerateThumbnailRequest(chunk=data[offset : offset + (1 << 20)])
+
+        call = stub.GenerateThumbnail(requests(), timeout=60)
+        if engine == "ffmpeg":
+            assert await eventually(lambda: decoder_processes() != [])
+        else:
+            await asyncio.sleep(0.5)  # the upload is spooled and the worker is decoding
+            assert spool_files(custom.spool_root) != []
+        call.cancel()
+        assert await eventually(lambda: clean(custom.spool_root))
+        if engine == "pyav":
+            assert await eventually(
+                lambda: len(pool_workers()) == 1 and not pool_workers() & workers_before
+            )
+        assert await healthy(custom.channel)
+
+
+async def test_upload_size_cap(make_server: ServerFactory, sample_videos: dict[str, Path]) -> None:
+    data = sample_videos["mp4"].read_bytes()
+    async with make_server(MAX_UPLOAD_BYTES=str(len(data) - 1)) as custom:
+        declared = failed(await generate(custom.channel, upload=data))
+        assert (declared.code, declared.reason) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "UPLOAD_TOO_LARGE",
+        )
+        stub = pb_grpc.ThumbnailServiceStub(custom.channel)
+
+        async def undeclared() -> AsyncIterator[pb.GenerateThumbnailRequest]:
+            yield pb.GenerateThumbnailRequest(
+                header=pb.GenerateThumbnailHeader(source=pb.VideoSource(upload=pb.UploadSource()))
+            )
+            for offset in range(0, len(data), 4096):
+                yield pb.GenerateThumbnailRequest(chunk=data[offset : offset + 4096])
+
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stub.GenerateThumbnail(undeclared(), timeout=30):
+                pass
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "UPLOAD_TOO_LARGE" in str(caught.value.trailing_metadata())
+        assert spool_files(custom.spool_root) == []
+
+
+async def test_graceful_shutdown_finishes_in_flight_work_then_refuses(
+    make_server: ServerFactory, slow_root: Path
+) -> None:
+    async with make_server(root=slow_root) as custom:
+        in_flight = asyncio.create_task(
+            generate(custom.channel, media_path="slow.mp4", engine=pb.ENGINE_PYAV, **MEDIUM)
+        )
+        await asyncio.sleep(0.2)
+        stopping = asyncio.create_task(custom.running.stop(30))
+        await asyncio.sleep(0.1)
+        header = pb.GenerateThumbnailHeader(source=pb.VideoSource(media_path="slow.mp4"))
+        late = pb_grpc.ThumbnailServiceStub(custom.channel).GenerateThumbnail(
+            iter([pb.GenerateThumbnailRequest(header=header)]), timeout=5
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in late:
+                pass
+        # SHUTTING_DOWN, or refused at the transport once the listener is closed.
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert ok(await in_flight).metadata.width == 320
+        await stopping
+        assert not custom.running.spool_dir.exists()
+        assert pool_workers() == set()
+
+
+async def test_shutdown_grace_expiry_kills_the_rest(
+    make_server: ServerFactory, slow_root: Path
+) -> None:
+    async with make_server(root=slow_root) as custom:
+        header = pb.GenerateThumbnailHeader(
+            source=pb.VideoSource(media_path="slow.mp4"),
+            options=pb.ThumbnailOptions(engine=pb.ENGINE_FFMPEG, **SLOW),
+        )
+        call = pb_grpc.ThumbnailServiceStub(custom.channel).GenerateThumbnail(
+            iter([pb.GenerateThumbnailRequest(header=header)]), timeout=60
+        )
+        assert await eventually(lambda: decoder_processes() != [])
+        await custom.running.stop(0.2)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in call:
+                pass
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert await eventually(lambda: decoder_processes() == [] and zombies() == [])
+        assert not custom.running.spool_dir.exists()
