@@ -36,6 +36,8 @@ class Backend:
     # makes callers wait here instead.
     limiter: asyncio.Semaphore | None
     wait_limiter: asyncio.Semaphore | None
+    # Sentinel discovery clients, closed with the rest.
+    discovery: tuple[Any, ...] = ()
 
     @contextlib.asynccontextmanager
     async def slot(self, *, waiting: bool = False) -> AsyncIterator[None]:
@@ -72,7 +74,7 @@ class Backend:
         await self.commands.ping()
 
     async def close(self) -> None:
-        for client in (self.waits, self.commands):
+        for client in (self.waits, self.commands, *self.discovery):
             await client.aclose()
 
 
@@ -132,6 +134,7 @@ def connect(settings: Settings) -> Backend:
             cluster=False,
             limiter=None,
             wait_limiter=None,
+            discovery=tuple(sentinel.sentinels),
         )
 
     def single(socket_timeout: float, size: int) -> Redis:
