@@ -3,7 +3,9 @@
 Two clients share the shape: ``commands`` for short scripts, and ``waits`` for
 the BLPOP that lock waiters block on, so a crowd of waiters can never starve
 ordinary requests of connections. Connections never retry on their own; the
-store retries idempotent operations with redis-py's ``Retry``.
+store retries idempotent operations with redis-py's ``Retry``, and it also
+bounds every command with ``asyncio.timeout``, which is why the command clients
+have no socket timeout: redis-py's own would add a task per command.
 """
 
 from __future__ import annotations
@@ -90,12 +92,11 @@ def connect(settings: Settings) -> Backend:
     }
     if settings.redis_password:
         common["password"] = settings.redis_password
-    timeout = settings.redis_command_timeout
     # A waiter's socket must outlast its longest BLPOP.
-    wait_timeout = settings.limits.max_lock_wait_ms / 1000 + timeout + 1
+    wait_timeout = settings.limits.max_lock_wait_ms / 1000 + settings.redis_command_timeout + 1
     if settings.redis_cluster:
 
-        def cluster(socket_timeout: float, per_node: int) -> RedisCluster:
+        def cluster(socket_timeout: float | None, per_node: int) -> RedisCluster:
             return RedisCluster.from_url(
                 settings.redis_url,
                 socket_timeout=socket_timeout,
@@ -104,7 +105,7 @@ def connect(settings: Settings) -> Backend:
             )
 
         return Backend(
-            commands=cluster(timeout, settings.redis_max_connections),
+            commands=cluster(None, settings.redis_max_connections),
             waits=cluster(wait_timeout, settings.redis_lock_wait_connections),
             cluster=True,
             limiter=asyncio.Semaphore(settings.redis_max_connections),
@@ -113,11 +114,11 @@ def connect(settings: Settings) -> Backend:
     if settings.redis_sentinels:
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(settings.redis_sentinels),
-            socket_timeout=timeout,
+            socket_timeout=settings.redis_command_timeout,
             socket_connect_timeout=settings.redis_connect_timeout,
         )
 
-        def master(socket_timeout: float, size: int) -> Redis:
+        def master(socket_timeout: float | None, size: int) -> Redis:
             client: Redis = sentinel.master_for(
                 settings.redis_sentinel_master,
                 connection_pool_class=_BlockingSentinelPool,
@@ -129,7 +130,7 @@ def connect(settings: Settings) -> Backend:
             return client
 
         return Backend(
-            commands=master(timeout, settings.redis_max_connections),
+            commands=master(None, settings.redis_max_connections),
             waits=master(wait_timeout, settings.redis_lock_wait_connections),
             cluster=False,
             limiter=None,
@@ -137,7 +138,7 @@ def connect(settings: Settings) -> Backend:
             discovery=tuple(sentinel.sentinels),
         )
 
-    def single(socket_timeout: float, size: int) -> Redis:
+    def single(socket_timeout: float | None, size: int) -> Redis:
         # timeout=None: the caller's gRPC deadline, not the pool, bounds the wait.
         pool = BlockingConnectionPool.from_url(
             settings.redis_url,
@@ -149,7 +150,7 @@ def connect(settings: Settings) -> Backend:
         return Redis.from_pool(pool)
 
     return Backend(
-        commands=single(timeout, settings.redis_max_connections),
+        commands=single(None, settings.redis_max_connections),
         waits=single(wait_timeout, settings.redis_lock_wait_connections),
         cluster=False,
         limiter=None,

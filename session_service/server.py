@@ -104,7 +104,9 @@ async def start(settings: Settings) -> RunningServer:
     """Build and start the server on ``settings.host:settings.port`` (port 0 picks a free one)."""
     backend = connect(settings)
     crypto = Crypto(settings.keyring, settings.naming_key)
-    store = SessionStore(backend, crypto, settings.key_prefix, settings.redis_retries)
+    store = SessionStore(
+        backend, crypto, settings.key_prefix, settings.redis_retries, settings.redis_command_timeout
+    )
     servicer = SessionServicer(store, settings.limits)
     grace_ms = int(settings.shutdown_grace_seconds * 1000)
     server = grpc.aio.server(

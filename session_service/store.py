@@ -7,6 +7,7 @@ write (masked updates), costs one round trip.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ class SessionStore:
         crypto: Crypto,
         prefix: str,
         retries: int,
+        command_timeout: float,
         on_unavailable: Callable[[], None] = lambda: None,
     ) -> None:
         self.backend = backend
@@ -118,6 +120,7 @@ class SessionStore:
         self._prefix = prefix
         self._scripts = {n: backend.commands.register_script(_source(n)) for n in SCRIPTS}
         self._retry = Retry(EqualJitterBackoff(cap=0.2, base=0.01), retries)
+        self._command_timeout = command_timeout
         self.on_unavailable = on_unavailable
         self.serial = KeyedLocks()
 
@@ -148,11 +151,20 @@ class SessionStore:
         async def noop(_error: Exception) -> None:
             return None
 
+        async def attempt() -> Any:
+            if waiting:
+                return await do()
+            try:
+                async with asyncio.timeout(self._command_timeout):
+                    return await do()
+            except TimeoutError:
+                raise redis_errors.TimeoutError("redis command timed out") from None
+
         try:
             async with self.backend.slot(waiting=waiting):
                 if idempotent:
-                    return await self._retry.call_with_retry(do, noop)
-                return await do()
+                    return await self._retry.call_with_retry(attempt, noop)
+                return await attempt()
         except _UNAVAILABLE as exc:
             metrics.REDIS_ERRORS.labels(type(exc).__name__).inc()
             self.on_unavailable()
