@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
+from session_service import logs
 from session_service.config import ConfigError, Settings
 from session_service.server import serve
 
@@ -16,9 +16,7 @@ def main() -> None:
     except ConfigError as exc:
         print(f"session_service: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings.log_level)
     asyncio.run(serve(settings))
 
 

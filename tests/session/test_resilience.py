@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from tggod.session.v1 import session_service_pb2 as pb
 from tggod.session.v1 import session_service_pb2_grpc as pb_grpc
 
 Code = grpc.StatusCode
+SESSION_ID = "sess-drain-7f3a"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -123,13 +125,17 @@ def service_process(
         "SESSION_ENCRYPTION_KEYS": encryption_keys,
         "SESSION_SHUTDOWN_GRACE_SECONDS": "5",
     }
-    process = subprocess.Popen([sys.executable, "-m", "session_service"], env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "session_service"], env=env, stderr=subprocess.PIPE
+    )
     try:
         yield process, port, metrics_port
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def _metrics(port: int) -> str:
@@ -145,20 +151,20 @@ async def test_sigterm_drains_in_flight_calls_and_exits(
         await channel.channel_ready()
         await _wait_for_health(channel, SERVING, within=20)
         stub = pb_grpc.SessionServiceStub(channel)
-        await create(stub, "drain")
-        holder = await stub.AcquireLock(pb.AcquireLockRequest(session_id="drain"))
+        await create(stub, SESSION_ID)
+        holder = await stub.AcquireLock(pb.AcquireLockRequest(session_id=SESSION_ID))
         with pytest.raises(grpc.aio.AioRpcError):
             await stub.GetSession(pb.GetSessionRequest(session_id="absent"))
         text = await asyncio.to_thread(_metrics, metrics_port)
         assert 'session_rpc_requests_total{code="NOT_FOUND",method="GetSession"} 1.0' in text
         assert "session_rpc_duration_seconds_bucket" in text
         assert "session_lock_wait_seconds_count" in text
-        assert "drain" not in text
+        assert SESSION_ID not in text
 
         # An in-flight call (a lock wait) is still answered after SIGTERM.
         waiter = asyncio.ensure_future(
             stub.AcquireLock(
-                pb.AcquireLockRequest(session_id="drain", wait_timeout=seconds(1)), timeout=10
+                pb.AcquireLockRequest(session_id=SESSION_ID, wait_timeout=seconds(1)), timeout=10
             )
         )
         await asyncio.sleep(0.2)
@@ -168,3 +174,8 @@ async def test_sigterm_drains_in_flight_calls_and_exits(
         assert caught.value.code() == Code.ABORTED
         assert holder.lock_token
     assert await asyncio.to_thread(process.wait, 15) == 0
+    assert process.stderr is not None
+    lines = [json.loads(line) for line in process.stderr.read().decode().splitlines()]
+    messages = {line["message"] for line in lines}
+    assert {"session service started", "shutting down"} <= messages
+    assert all(SESSION_ID not in json.dumps(line) for line in lines)
