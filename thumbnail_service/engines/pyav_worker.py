@@ -92,15 +92,36 @@ def _video_stream(container: Any, limits: Limits) -> Any:
 
 def _decode_at(container: Any, stream: Any, start: float, position: float, exact: bool) -> Any:
     """The keyframe at or before ``position``, or (exact) the first frame at or after it."""
-    ctx = stream.codec_context
-    ctx.skip_frame = "DEFAULT" if exact else "NONKEY"
     time_base = stream.time_base or Fraction(1, 1_000_000)
     target = start + position
     container.seek(int(target / time_base), stream=stream, backward=True, any_frame=False)
+    if not exact:
+        return _first_keyframe(container, stream)
     half_frame = 0.5 / float(stream.average_rate) if stream.average_rate else 0.0
     for frame in container.decode(stream):
-        if not exact or frame.time is None or frame.time >= target - half_frame:
+        if frame.time is None or frame.time >= target - half_frame:
             return frame
+    return None
+
+
+def _first_keyframe(container: Any, stream: Any) -> Any:
+    """Decode only the first keyframe packet, then drain the decoder.
+
+    A decoder with frame reordering holds its first picture back until later
+    packets arrive; draining right after the keyframe releases it at once,
+    which halves the cost of a 1080p H.264 thumbnail. (The next seek flushes
+    the drained decoder.)
+    """
+    for packet in container.demux(stream):
+        if packet.size == 0 or not packet.is_keyframe:
+            continue
+        frames = stream.decode(packet) or stream.decode(None)
+        if not frames:
+            return None
+        frame = frames[0]
+        # Drained frames come back without a time base; they share the stream's.
+        frame.time_base = stream.time_base
+        return frame
     return None
 
 
