@@ -60,7 +60,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> str:
-    return f"p50 {percentile(values, 0.5) * 1000:7.1f} ms   p95 {percentile(values, 0.95) * 1000:7.1f} ms"
+    p50, p95 = percentile(values, 0.5) * 1000, percentile(values, 0.95) * 1000
+    return f"p50 {p50:7.1f} ms   p95 {p95:7.1f} ms"
 
 
 def rss_kib(pid: int) -> int:
@@ -172,7 +173,7 @@ async def wait_serving(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the thumbnail service never became SERVING")
 
 
-async def run(clip: Path, port: int, pid: int) -> None:
+async def run(clip: Path, clip_bytes: int, port: int, pid: int) -> None:
     async with grpc.aio.insecure_channel(
         f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 8 << 20)]
     ) as channel:
@@ -202,9 +203,8 @@ async def run(clip: Path, port: int, pid: int) -> None:
         print(f"  default p50 / ffmpeg CLI p50        = {default / cli:5.2f}x")
         if "ffmpegthumbnailer" in results:
             thumbnailer = percentile(results["ffmpegthumbnailer"], 0.5)
-            print(
-                f"  default p50 / ffmpegthumbnailer p50 = {default / thumbnailer:5.2f}x  (target <= 0.5)"
-            )
+            ratio = default / thumbnailer
+            print(f"  default p50 / ffmpegthumbnailer p50 = {ratio:5.2f}x  (target <= 0.5)")
         else:
             print(
                 "  ffmpegthumbnailer not installed: `apt-get install ffmpegthumbnailer` to compare"
@@ -215,8 +215,8 @@ async def run(clip: Path, port: int, pid: int) -> None:
         print(f"\nThroughput, default engine: 1 client {one:6.1f}/s, 8 clients {eight:6.1f}/s"
               f"  -> {eight / one:4.2f}x  (target >= 1.6x on 2 cores)")  # fmt: skip
 
-        clip_seconds, outcome = await upload(stub, file_chunks(clip), clip.stat().st_size)
-        clip_mb = clip.stat().st_size / 1e6
+        clip_seconds, outcome = await upload(stub, file_chunks(clip), clip_bytes)
+        clip_mb = clip_bytes / 1e6
         print(f"\nUpload of the clip ({clip_mb:.0f} MB) to a thumbnail: {clip_seconds:.2f} s"
               f" ({clip_mb / clip_seconds:.0f} MB/s end to end, {outcome})")  # fmt: skip
 
@@ -252,7 +252,7 @@ def main() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "thumbnail_service"], cwd=REPO, env=env)
     try:
         asyncio.run(wait_serving(port, proc))
-        asyncio.run(run(clip, port, proc.pid))
+        asyncio.run(run(clip, clip.stat().st_size, port, proc.pid))
     finally:
         proc.terminate()
         proc.wait(timeout=60)
