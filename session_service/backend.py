@@ -50,10 +50,12 @@ class Backend:
         async with limiter:
             yield
 
-    def scan_targets(self) -> list[str]:
+    async def scan_targets(self) -> list[str]:
         """Names of the servers a full SCAN must walk, in a stable order."""
         if not self.cluster:
             return ["main"]
+        # The cluster client learns the topology on its first command.
+        await self.commands.initialize()
         return sorted(node.name for node in self.commands.get_primaries())
 
     async def scan(

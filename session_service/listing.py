@@ -64,7 +64,7 @@ class Lister:
 
     async def page(self, size: int, token: str, prefix: str) -> tuple[list[Metadata], str]:
         store = self._store
-        targets = store.backend.scan_targets()
+        targets = await store.call(store.backend.scan_targets, idempotent=True)
         if token:
             position = self._decode(token, prefix)
             later = [t for t in targets if t >= position.target]

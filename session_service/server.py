@@ -54,7 +54,10 @@ class HealthWatcher:
         )
 
     def store_failed(self) -> None:
-        self._wake.set()
+        # Only a change of state needs a prompt check; while NOT_SERVING the
+        # periodic probe is enough, and the probe's own failures must not spin.
+        if self.serving:
+            self._wake.set()
 
     async def check(self) -> None:
         try:
@@ -73,8 +76,8 @@ class HealthWatcher:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval):
                     await self._wake.wait()
-            self._wake.clear()
             await self.check()
+            self._wake.clear()
 
 
 @dataclass
