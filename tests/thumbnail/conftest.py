@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import struct
 import subprocess
@@ -130,10 +131,21 @@ class Decoded:
     stddev_luma: float
 
 
+def gray_pixels(data: bytes) -> list[int]:
+    """Every luma value of an image, row by row, without the stride padding."""
+    with av.open(io.BytesIO(data)) as container:
+        frame = next(container.decode(container.streams.video[0])).reformat(format="gray")
+        plane = frame.planes[0]
+        raw = bytes(plane)
+        return [
+            b
+            for y in range(frame.height)
+            for b in raw[y * plane.line_size : y * plane.line_size + frame.width]
+        ]
+
+
 def decode_image(data: bytes) -> Decoded:
     """Decode an image with libav: proof that it is a valid picture, plus its luma spread."""
-    import io
-
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
         frame = next(container.decode(stream))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,27 @@ async def test_custom_box(shared: CustomServer) -> None:
         )
     ).metadata
     assert (meta.width, meta.height) == (64, 64)
+
+
+@pytest.fixture(scope="module")
+def ts_sample(sample_videos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """An MPEG-TS remux: its clock starts at 1.4 s, not 0."""
+    ts = tmp_path_factory.mktemp("ts") / "sample.ts"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(sample_videos["mov"]),
+         "-c", "copy", "-f", "mpegts", str(ts)],
+        check=True,
+    )  # fmt: skip
+    return ts.read_bytes()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_mpegts_with_a_start_offset(
+    shared: CustomServer, ts_sample: Path, engine: str
+) -> None:
+    result = ok(await generate(shared.channel, upload=ts_sample, engine=ENGINES[engine]))
+    assert result.metadata.video.container == "mpegts"
+    assert (result.metadata.width, result.metadata.height) == (240, 180)
+    # Times are relative to the start of the video, not to the transport stream's clock.
+    assert 0 <= result.metadata.frame_time.ToNanoseconds() / 1e9 < 3.0
+    assert decode_image(result.data).stddev_luma >= 6

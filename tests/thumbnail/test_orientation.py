@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.thumbnail.conftest import ENGINES, CustomServer, decode_image, generate, ok
+from tests.thumbnail.conftest import (
+    ENGINES,
+    CustomServer,
+    decode_image,
+    generate,
+    gray_pixels,
+    ok,
+)
 from tggod.thumbnail.v1 import thumbnail_service_pb2 as pb
 from tggod.thumbnail.v1 import thumbnail_service_pb2_grpc as pb_grpc
 
@@ -90,3 +98,38 @@ async def test_probe_reports_display_geometry(
     assert mp4.duration.ToNanoseconds() / 1e9 == pytest.approx(3.0, abs=0.1)
     mkv = await probe("sample.mkv")
     assert (mkv.container, mkv.video_codec, mkv.has_audio) == ("matroska,webm", "hevc", False)
+
+
+@pytest.fixture(scope="module")
+def autorotated(sample_videos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The portrait sample's first frame as ffmpeg's own autorotate shows it, at 101x180."""
+    reference = tmp_path_factory.mktemp("rotation") / "reference.png"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(sample_videos["portrait"]),
+         "-frames:v", "1", "-vf", "scale=101:180", str(reference)],
+        check=True,
+    )  # fmt: skip
+    return reference.read_bytes()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_rotation_turns_the_same_way_as_ffmpeg_autorotate(
+    shared: CustomServer, autorotated: bytes, engine: str
+) -> None:
+    ours = ok(
+        await generate(
+            shared.channel,
+            media_path="portrait.mp4",
+            engine=ENGINES[engine],
+            format=pb.IMAGE_FORMAT_PNG,
+            position_fraction=0.0,
+        )
+    )
+    expected, actual = gray_pixels(autorotated), gray_pixels(ours.data)
+    assert len(expected) == len(actual)
+    same = sum(abs(a - b) for a, b in zip(expected, actual, strict=True)) / len(actual)
+    upside_down = sum(abs(a - b) for a, b in zip(expected, reversed(actual), strict=True)) / len(
+        actual
+    )
+    assert same < 12
+    assert same < upside_down / 2

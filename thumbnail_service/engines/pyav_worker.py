@@ -171,52 +171,76 @@ def render(url: str, size_bytes: int, spec: Spec, limits: Limits) -> Thumbnail:
         raise MediaError("NOT_A_VIDEO", "the video could not be decoded") from None
 
 
-def _render(url: str, size_bytes: int, spec: Spec, limits: Limits) -> Thumbnail:
-    with _open(url, limits) as container:
-        stream = _video_stream(container, limits)
+class _Input:
+    """The open file, its video stream, and a way back to its very first frame."""
+
+    def __init__(self, url: str, limits: Limits, threads: int) -> None:
+        self.url, self.limits, self.threads = url, limits, threads
+        self._open()
+
+    def _open(self) -> None:
+        self.container = _open(self.url, self.limits)
+        self.stream = _video_stream(self.container, self.limits)
         # As in the ffmpeg engine: frame threading delays the first frame; a
         # single keyframe decodes fastest on one thread.
-        stream.codec_context.thread_count = 0 if spec.exact else 1
-        start = (container.start_time or 0) / av.time_base
-        duration = container.duration / av.time_base if container.duration else None
-        primary = choose_position(duration, spec.position_fraction, spec.position_seconds)
-        plan = candidates(duration, primary, spec.exact, spec.allow_blank)
-        info: VideoInfo | None = None
-        layout: Layout | None = None
-        selection: Selection[tuple[Any, float]] = Selection(spec.allow_blank)
-        for position, exact in plan:
-            frame = _decode_at(container, stream, start, position, exact)
-            if frame is None and selection.tried == 0 and position > 0:
-                frame = _decode_at(container, stream, start, 0.0, False)
-            if frame is None:
-                continue
-            if info is None or layout is None:
-                info = _info(container, stream, frame, size_bytes, limits)
-                layout = fit(
-                    info.display_width,
-                    info.display_height,
-                    spec.box_width,
-                    spec.box_height,
-                    spec.fit,
-                )
-            picture = _shape(frame, layout, info)
-            frame_time = (frame.time or 0.0) - start
-            if selection.offer((picture, frame_time), measure(picture, layout.content)):
-                break
-        if selection.best is None or info is None or layout is None:
-            raise MediaError("NOT_A_VIDEO", "no decodable video frame")
-        picture, frame_time = selection.best
-        limit = min(spec.max_bytes or limits.max_output_bytes, limits.max_output_bytes)
-        data, quality = encode(picture, spec.image_format, spec.quality, limit)
-        return Thumbnail(
-            data=data,
-            width=layout.width,
-            height=layout.height,
-            image_format=spec.image_format,
-            quality=quality,
-            frame_time=max(0.0, frame_time),
-            blank=selection.blank,
-            blank_frames_skipped=selection.skipped,
-            video=info,
-            engine="pyav",
-        )
+        self.stream.codec_context.thread_count = self.threads
+
+    def first_frame(self) -> Any:
+        """Reopen and take the first keyframe: seeking to 0 is unreliable without an index."""
+        self.container.close()
+        self._open()
+        return _first_keyframe(self.container, self.stream)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _render(url: str, size_bytes: int, spec: Spec, limits: Limits) -> Thumbnail:
+    source = _Input(url, limits, 0 if spec.exact else 1)
+    try:
+        return _render_from(source, size_bytes, spec, limits)
+    finally:
+        source.close()
+
+
+def _render_from(source: _Input, size_bytes: int, spec: Spec, limits: Limits) -> Thumbnail:
+    container = source.container
+    start = (container.start_time or 0) / av.time_base
+    duration = container.duration / av.time_base if container.duration else None
+    primary = choose_position(duration, spec.position_fraction, spec.position_seconds)
+    info: VideoInfo | None = None
+    layout: Layout | None = None
+    selection: Selection[tuple[Any, float]] = Selection(spec.allow_blank)
+    for position, exact in candidates(duration, primary, spec.exact, spec.allow_blank):
+        frame = _decode_at(source.container, source.stream, start, position, exact)
+        if frame is None and selection.tried == 0:
+            # Nothing at the position (unknown or lying duration, no index): the first frame.
+            frame = source.first_frame()
+        if frame is None:
+            continue
+        if info is None or layout is None:
+            info = _info(source.container, source.stream, frame, size_bytes, limits)
+            layout = fit(
+                info.display_width, info.display_height, spec.box_width, spec.box_height, spec.fit
+            )
+        picture = _shape(frame, layout, info)
+        frame_time = (frame.time or 0.0) - start
+        if selection.offer((picture, frame_time), measure(picture, layout.content)):
+            break
+    if selection.best is None or info is None or layout is None:
+        raise MediaError("NOT_A_VIDEO", "no decodable video frame")
+    picture, frame_time = selection.best
+    limit = min(spec.max_bytes or limits.max_output_bytes, limits.max_output_bytes)
+    data, quality = encode(picture, spec.image_format, spec.quality, limit)
+    return Thumbnail(
+        data=data,
+        width=layout.width,
+        height=layout.height,
+        image_format=spec.image_format,
+        quality=quality,
+        frame_time=max(0.0, frame_time),
+        blank=selection.blank,
+        blank_frames_skipped=selection.skipped,
+        video=info,
+        engine="pyav",
+    )
