@@ -293,22 +293,23 @@ async def test_extend_clips_to_cap_and_says_what_it_granted(
 async def test_touch_slides_within_cap_and_pure_get_does_not(
     stub: pb_grpc.SessionServiceAsyncStub,
 ) -> None:
-    await stub.CreateSession(
+    created = await stub.CreateSession(
         pb.CreateSessionRequest(
-            session_id="touch", data=struct(), ttl=seconds(1), max_lifetime=seconds(2)
+            session_id="touch", data=struct(), ttl=seconds(2), max_lifetime=seconds(3.5)
         )
     )
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(1.0)
     pure = (await stub.GetSession(pb.GetSessionRequest(session_id="touch"))).session.metadata
+    assert pure.expire_time == created.metadata.expire_time
     touched = (
         await stub.GetSession(pb.GetSessionRequest(session_id="touch", touch=True))
     ).session.metadata
-    assert touched.expire_time.ToMilliseconds() > pure.expire_time.ToMilliseconds() + 400
+    assert touched.expire_time.ToMilliseconds() > pure.expire_time.ToMilliseconds() + 800
     assert touched.expire_time.ToMilliseconds() <= touched.max_expire_time.ToMilliseconds()
-    await asyncio.sleep(0.6)  # past the original idle expiry, alive thanks to the touch
+    await asyncio.sleep(1.2)  # past the original idle expiry, alive thanks to the touch
     again = await stub.GetSession(pb.GetSessionRequest(session_id="touch", touch=True))
     assert again.session.metadata.expire_time == again.session.metadata.max_expire_time
-    await asyncio.sleep(1.0)  # past the cap: no touch can keep it
+    await asyncio.sleep(1.5)  # past the cap: no touch can keep it
     await fails(
         stub.GetSession(pb.GetSessionRequest(session_id="touch", touch=True)),
         Code.NOT_FOUND,
