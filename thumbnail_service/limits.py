@@ -19,15 +19,10 @@ from thumbnail_service.errors import MediaError
 
 class Admission:
     def __init__(self, concurrency: int, queue: int) -> None:
-        self.concurrency = concurrency
         self.capacity = concurrency + queue
         self._slots = asyncio.Semaphore(concurrency)
         self._admitted = 0
         self._waiting = 0
-
-    @property
-    def admitted(self) -> int:
-        return self._admitted
 
     @contextlib.contextmanager
     def admit(self) -> Iterator[None]:

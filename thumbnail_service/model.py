@@ -72,7 +72,6 @@ class VideoInfo:
     frame_rate: float
     size_bytes: int
     has_audio: bool
-    start_time: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,6 @@ def build_info(
     frame_rate: float,
     size_bytes: int,
     has_audio: bool,
-    start_time: float,
     limits: Limits,
 ) -> VideoInfo:
     """Validate probed values against the limits and derive the display size."""
@@ -100,7 +99,6 @@ def build_info(
         frame_rate=frame_rate,
         size_bytes=size_bytes,
         has_audio=has_audio,
-        start_time=start_time,
     )
 
 
@@ -179,6 +177,5 @@ def parse_ffprobe(output: bytes, size_bytes: int, limits: Limits) -> VideoInfo:
         frame_rate=num / den if den else 0.0,
         size_bytes=size_bytes,
         has_audio=any(s.get("codec_type") == "audio" for s in streams),
-        start_time=_float(fmt.get("start_time", "")) or 0.0,
         limits=limits,
     )

@@ -50,6 +50,32 @@ def pool_workers() -> set[int]:
     }
 
 
+def limits_of(pid: int) -> dict[str, str]:
+    """Soft limits from /proc/<pid>/limits, by name."""
+    lines = Path(f"/proc/{pid}/limits").read_text().splitlines()[1:]
+    return {line[:26].strip(): line[26:47].strip() for line in lines}
+
+
+async def test_workers_and_decoders_run_under_resource_limits(
+    make_server: ServerFactory, slow_root: Path
+) -> None:
+    async with make_server(
+        root=slow_root, WORKER_MEMORY_MB="1536", WORKER_CPU_SECONDS="45", MAX_CONCURRENCY="1"
+    ) as custom:
+        (worker,) = pool_workers()
+        limits = limits_of(worker)
+        assert limits["Max address space"] == str(1536 << 20)
+        assert 45 <= int(limits["Max cpu time"]) <= 60
+        call = asyncio.create_task(
+            generate(custom.channel, media_path="slow.mp4", engine=pb.ENGINE_FFMPEG, **SLOW)
+        )
+        assert await eventually(lambda: decoder_processes() != [])
+        decoder = limits_of(decoder_processes()[0][0])
+        assert decoder["Max address space"] == str(1536 << 20)
+        assert decoder["Max cpu time"] == "45"
+        ok(await call)
+
+
 def clean(spool_root: Path) -> bool:
     return decoder_processes() == [] and spool_files(spool_root) == [] and zombies() == []
 

@@ -39,6 +39,7 @@ def init_worker(memory_bytes: int, cpu_seconds: int) -> None:
     global _cpu_budget  # one per process, set before any task runs
     _cpu_budget = cpu_seconds
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    _renew_cpu_budget()
     av.logging.set_level(None)
 
 
@@ -145,7 +146,6 @@ def _info(container: Any, stream: Any, frame: Any, size_bytes: int, limits: Limi
         frame_rate=float(stream.average_rate or 0),
         size_bytes=size_bytes,
         has_audio=bool(container.streams.audio),
-        start_time=(container.start_time or 0) / av.time_base,
         limits=limits,
     )
 
