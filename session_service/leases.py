@@ -8,6 +8,8 @@ a crashed holder's lease runs out. Nothing polls on a fixed interval.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import secrets
 import time
@@ -58,11 +60,11 @@ class Leases:
                     raise LockHeld()
                 holder_left = max(int(reply[1]), 1) / 1000
                 block = max(min(remaining, holder_left), _MIN_BLOCK_SECONDS)
-                await store.call(
-                    functools.partial(store.backend.waits.blpop, [k.signal], timeout=block),
-                    idempotent=False,
-                    waiting=True,
-                )
+                blpop = functools.partial(store.backend.waits.blpop, [k.signal], timeout=block)
+                # With every waiter connection busy, waiting for one must not outlast the wait.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(block + store.command_timeout):
+                        await store.call(blpop, idempotent=False, waiting=True)
         finally:
             metrics.LOCK_WAIT.labels(outcome).observe(time.monotonic() - started)
 

@@ -120,7 +120,7 @@ class SessionStore:
         self._prefix = prefix
         self._scripts = {n: backend.commands.register_script(_source(n)) for n in SCRIPTS}
         self._retry = Retry(EqualJitterBackoff(cap=0.2, base=0.01), retries)
-        self._command_timeout = command_timeout
+        self.command_timeout = command_timeout
         self.on_unavailable = on_unavailable
         self.serial = KeyedLocks()
 
@@ -155,7 +155,7 @@ class SessionStore:
             if waiting:
                 return await do()
             try:
-                async with asyncio.timeout(self._command_timeout):
+                async with asyncio.timeout(self.command_timeout):
                     return await do()
             except TimeoutError:
                 raise redis_errors.TimeoutError("redis command timed out") from None

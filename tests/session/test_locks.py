@@ -6,9 +6,10 @@ import asyncio
 import time
 
 import grpc
+import pytest
 import redis
 
-from tests.session.conftest import create, fails, seconds, struct
+from tests.session.conftest import ServerFactory, create, fails, seconds, struct
 from tggod.session.v1 import session_service_pb2 as pb
 from tggod.session.v1 import session_service_pb2_grpc as pb_grpc
 
@@ -179,3 +180,28 @@ async def test_waiter_gives_up_at_its_wait(stub: pb_grpc.SessionServiceAsyncStub
     )
     elapsed = time.monotonic() - started
     assert 0.4 < elapsed < 4
+
+
+async def test_waiters_beyond_the_waiter_pool_still_respect_their_wait(
+    make_server: ServerFactory,
+) -> None:
+    async with make_server(
+        REDIS_LOCK_WAIT_CONNECTIONS="1", REDIS_COMMAND_TIMEOUT_SECONDS="0.5"
+    ) as served:
+        stub = served.stub
+        await create(stub, "narrow")
+        await stub.AcquireLock(pb.AcquireLockRequest(session_id="narrow", lease_ttl=seconds(30)))
+
+        async def timed_wait() -> float:
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.AcquireLock(
+                    pb.AcquireLockRequest(session_id="narrow", wait_timeout=seconds(0.5))
+                )
+            assert caught.value.code() == Code.ABORTED
+            return time.monotonic() - started
+
+        # Six waiters queue for one connection: served one after another they would
+        # take 6 x 0.5 s; each must give up after its wait plus one command timeout.
+        elapsed = await asyncio.gather(*(timed_wait() for _ in range(6)))
+        assert max(elapsed) < 2.2, elapsed
