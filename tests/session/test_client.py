@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 import redis
+from prometheus_client import REGISTRY
 
 from session_service import client as sc
 from session_service.server import RunningServer
-from tests.helpers.redis import free_port
-from tests.session.conftest import stored_bytes
+from tests.helpers.redis import free_port, start_redis
+from tests.session.conftest import ServerFactory, create, stored_bytes
 
 
 @pytest_asyncio.fixture
@@ -109,3 +111,31 @@ async def test_drop_in_login_flow_leaves_no_plaintext(drop_ins: None, raw: redis
     assert not await sc.extend_auth_session(login)
     assert not await sc.delete_auth_session(login)
     assert not await sc.set_auth_session("bad id!", {})
+
+
+def _unavailable_count(method: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "session_rpc_requests_total", {"method": method, "code": "UNAVAILABLE"}
+    )
+    return value or 0.0
+
+
+async def test_only_idempotent_calls_are_retried(
+    tmp_path: Path, make_server: ServerFactory
+) -> None:
+    down = start_redis(tmp_path / "down")
+    async with make_server(REDIS_URL=down.url, REDIS_RETRIES="0") as served:
+        await create(served.stub, "r")
+        down.stop()
+        port = served.running.port
+        async with sc.SessionClient(f"dns:///127.0.0.1:{port}", timeout=10) as c:
+            before = _unavailable_count("GetSession")
+            with pytest.raises(sc.UnavailableError):
+                await c.get("r")
+            assert (
+                _unavailable_count("GetSession") - before == 4
+            )  # the service config's maxAttempts
+            before = _unavailable_count("UpdateSession")
+            with pytest.raises(sc.UnavailableError):
+                await c.update("r", {"a": 1})
+            assert _unavailable_count("UpdateSession") - before == 1
