@@ -124,18 +124,20 @@ async def test_only_idempotent_calls_are_retried(
     tmp_path: Path, make_server: ServerFactory
 ) -> None:
     down = start_redis(tmp_path / "down")
-    async with make_server(REDIS_URL=down.url, REDIS_RETRIES="0") as served:
-        await create(served.stub, "r")
+    try:
+        async with make_server(REDIS_URL=down.url, REDIS_RETRIES="0") as served:
+            await create(served.stub, "r")
+            down.stop()
+            port = served.running.port
+            async with sc.SessionClient(f"dns:///127.0.0.1:{port}", timeout=10) as c:
+                before = _unavailable_count("GetSession")
+                with pytest.raises(sc.UnavailableError):
+                    await c.get("r")
+                # maxAttempts of the service config: the call and three retries
+                assert _unavailable_count("GetSession") - before == 4
+                before = _unavailable_count("UpdateSession")
+                with pytest.raises(sc.UnavailableError):
+                    await c.update("r", {"a": 1})
+                assert _unavailable_count("UpdateSession") - before == 1
+    finally:
         down.stop()
-        port = served.running.port
-        async with sc.SessionClient(f"dns:///127.0.0.1:{port}", timeout=10) as c:
-            before = _unavailable_count("GetSession")
-            with pytest.raises(sc.UnavailableError):
-                await c.get("r")
-            assert (
-                _unavailable_count("GetSession") - before == 4
-            )  # the service config's maxAttempts
-            before = _unavailable_count("UpdateSession")
-            with pytest.raises(sc.UnavailableError):
-                await c.update("r", {"a": 1})
-            assert _unavailable_count("UpdateSession") - before == 1
