@@ -228,9 +228,12 @@ async def run(clip: Path, clip_bytes: int, port: int, pid: int) -> None:
         await sampler
         await asyncio.sleep(0.5)
         after = rss_kib(pid)
-        print(f"Upload ingest, 1 GiB made on the fly: {UPLOAD_BYTES / 1e6 / seconds:6.0f} MB/s"
+        # A second pass shows how much of the figure is noise from whatever else runs here.
+        again, _ = await upload(stub, synthetic(UPLOAD_BYTES), UPLOAD_BYTES)
+        rates = [UPLOAD_BYTES / 1e6 / t for t in (seconds, again)]
+        print(f"Upload ingest, 1 GiB made on the fly, twice: {rates[0]:.0f} and {rates[1]:.0f} MB/s"
               f"  (target >= 200 MB/s; the bytes are not a video: {outcome})")  # fmt: skip
-        print(f"Server RSS during that upload: before {before / 1024:.0f} MiB,"
+        print(f"Server RSS during the first: before {before / 1024:.0f} MiB,"
               f" peak {max(samples) / 1024:.0f} MiB, after {after / 1024:.0f} MiB"
               f"  -> growth {(max(samples) - before) / 1024:.0f} MiB (target: flat)")  # fmt: skip
 
