@@ -3,7 +3,7 @@
 An engine turns a local file the server chose (never a caller-supplied URL)
 into a ``Thumbnail``, under the same rules: demuxer allowlist, ``file``
 protocol only, pixel and probe-size caps, and a hard wall-clock limit after
-which the decoding process is killed. Failures are ``MediaError``\\ s.
+which the decoding process is killed. Failures are raised as ``MediaError``.
 """
 
 from __future__ import annotations
