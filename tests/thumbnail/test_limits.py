@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -287,3 +289,19 @@ async def test_shutdown_grace_expiry_kills_the_rest(
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert await eventually(lambda: decoder_processes() == [] and zombies() == [])
         assert not custom.running.spool_dir.exists()
+
+
+async def test_a_crashed_worker_falls_back_to_ffmpeg(
+    make_server: ServerFactory, slow_root: Path
+) -> None:
+    async with make_server(root=slow_root, MAX_CONCURRENCY="1") as custom:
+        (worker,) = pool_workers()
+        call = asyncio.create_task(generate(custom.channel, media_path="slow.mp4", **SLOW))
+        await asyncio.sleep(0.3)  # the worker is decoding
+        os.kill(worker, signal.SIGSEGV)  # what a decoder bug on a hostile file looks like
+        result = ok(await call)
+        assert result.metadata.fallback_used
+        assert result.metadata.engine == pb.ENGINE_FFMPEG
+        assert (result.metadata.width, result.metadata.height) == (320, 180)
+        assert await eventually(lambda: len(pool_workers()) == 1 and worker not in pool_workers())
+        ok(await generate(custom.channel, media_path="slow.mp4", engine=pb.ENGINE_PYAV))
