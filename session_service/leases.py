@@ -43,7 +43,7 @@ class Leases:
         digest = store.crypto.token_digest(token)
         started = time.monotonic()
         give_up = started + wait_seconds
-        outcome = "timeout"
+        outcome = "error"
         try:
             while True:
                 reply = await store.script(
@@ -57,6 +57,7 @@ class Leases:
                     return Lease(token, int(reply[1]), int(reply[2]))
                 remaining = give_up - time.monotonic()
                 if remaining <= 0:
+                    outcome = "timeout"
                     raise LockHeld()
                 holder_left = max(int(reply[1]), 1) / 1000
                 block = max(min(remaining, holder_left), _MIN_BLOCK_SECONDS)
