@@ -179,3 +179,23 @@ async def test_sigterm_drains_in_flight_calls_and_exits(
     messages = {line["message"] for line in lines}
     assert {"session service started", "shutting down"} <= messages
     assert all(SESSION_ID not in json.dumps(line) for line in lines)
+
+
+async def test_starts_not_serving_without_redis_and_recovers(
+    tmp_path: Path, make_server: ServerFactory
+) -> None:
+    port = free_port()
+    async with make_server(
+        REDIS_URL=f"redis://127.0.0.1:{port}/0",
+        SESSION_HEALTH_INTERVAL_SECONDS="0.2",
+        REDIS_CONNECT_TIMEOUT_SECONDS="0.5",
+    ) as served:
+        assert await _health(served.channel) == NOT_SERVING
+        late = await asyncio.to_thread(start_redis, tmp_path / "late", port=port)
+        try:
+            await _wait_for_health(served.channel, SERVING, within=10)
+            await create(served.stub, "after-start")
+            got = await served.stub.GetSession(pb.GetSessionRequest(session_id="after-start"))
+            assert got.session.metadata.version == 1
+        finally:
+            late.stop()
