@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from session_service.crypto import CorruptValue
 from session_service.errors import InvalidArgument
-from session_service.store import Metadata, SessionStore
+from session_service.model import Metadata
+from session_service.store import SessionStore
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from session_service.errors import (
 )
 from session_service.leases import Leases
 from session_service.listing import Lister
-from session_service.store import Metadata, SessionStore
+from session_service.model import Metadata
+from session_service.store import SessionStore
 from session_service.validation import MAX_MASK_PATHS, Checker, duration_ms
 from tggod.session.v1 import session_service_pb2 as pb
 from tggod.session.v1 import session_service_pb2_grpc as pb_grpc

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -31,6 +30,7 @@ from session_service.errors import (
     VersionMismatch,
 )
 from session_service.locks import KeyedLocks
+from session_service.model import Extended, Keys, Metadata
 
 log = logging.getLogger(__name__)
 
@@ -59,39 +59,6 @@ _UNAVAILABLE = (
 )
 
 Merge = Callable[[bytes | None], bytes]
-
-
-@dataclass(frozen=True, slots=True)
-class Metadata:
-    session_id: str
-    version: int
-    create_ms: int
-    update_ms: int
-    expire_ms: int
-    max_expire_ms: int
-    idle_ttl_ms: int
-    fencing_token: int
-    locked: bool
-
-    @classmethod
-    def parse(cls, session_id: str, fields: Sequence[Any]) -> Metadata:
-        v, c, u, e, m, t, f, locked = (int(x) for x in fields[:8])
-        return cls(session_id, v, c, u, e, m, t, f, bool(locked))
-
-
-@dataclass(frozen=True, slots=True)
-class Keys:
-    tag: str
-    session: str
-    lock: str
-    signal: str
-
-
-@dataclass(frozen=True, slots=True)
-class Extended:
-    metadata: Metadata
-    granted_ms: int
-    clipped: bool
 
 
 def _source(name: str) -> str:
