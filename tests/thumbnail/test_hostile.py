@@ -35,7 +35,7 @@ EXPECTED = {
     "audio_only": (BAD_INPUT, {"NOT_A_VIDEO"}),
     "truncated_mp4": (BAD_INPUT, {"NOT_A_VIDEO"}),
     "random_bytes": (BAD_INPUT, {"NOT_A_VIDEO", "FORMAT_BLOCKED"}),
-    "huge_resolution": (grpc.StatusCode.RESOURCE_EXHAUSTED, {"RESOLUTION_TOO_LARGE"}),
+    "huge_resolution": (grpc.StatusCode.INVALID_ARGUMENT, {"RESOLUTION_TOO_LARGE"}),
 }
 
 
