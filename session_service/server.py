@@ -14,7 +14,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from session_service.backend import Backend, connect
+from session_service.backend import connect
 from session_service.config import Settings
 from session_service.crypto import Crypto
 from session_service.errors import ServiceError
@@ -88,7 +88,7 @@ class RunningServer:
     health: HealthServicer
     port: int
     servicer: SessionServicer
-    backend: Backend
+    store: SessionStore
     watcher: HealthWatcher
     watch_task: asyncio.Task[None]
 
@@ -100,7 +100,7 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         self.servicer.shutting_down = True
         await self.server.stop(grace)
-        await self.backend.close()
+        await self.store.close()
 
 
 async def start(settings: Settings) -> RunningServer:
@@ -146,7 +146,7 @@ async def start(settings: Settings) -> RunningServer:
             "redis_ok": watcher.serving,
         },
     )
-    return RunningServer(server, health, port, servicer, backend, watcher, task)
+    return RunningServer(server, health, port, servicer, store, watcher, task)
 
 
 async def serve(settings: Settings) -> None:

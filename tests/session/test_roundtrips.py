@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import redis
@@ -44,3 +45,19 @@ async def test_plain_operations_cost_one_round_trip(
         assert len(sent) == 1, (name, sent)
         assert sent[0].startswith("EVALSHA"), (name, sent)
         assert _evalsha_calls(raw) - before == 1, name
+
+
+async def test_scripts_are_reloaded_after_the_cache_is_flushed(
+    stub: pb_grpc.SessionServiceAsyncStub, redis_server: RedisProcess, raw: redis.Redis
+) -> None:
+    await create(stub, "flushed", a=1)
+    raw.script_flush()
+    # Concurrent calls share a pipeline: every one of them must recover from NOSCRIPT.
+    replies = await asyncio.gather(
+        *(stub.GetSession(pb.GetSessionRequest(session_id="flushed")) for _ in range(20))
+    )
+    assert {r.session.data["a"] for r in replies} == {1}
+    async with network_commands(redis_server) as sent:
+        await stub.GetSession(pb.GetSessionRequest(session_id="flushed"))
+    assert len(sent) == 1  # reloaded: back to a single EVALSHA
+    assert sent[0].startswith("EVALSHA")
