@@ -19,7 +19,6 @@ from redis.backoff import EqualJitterBackoff
 
 from session_service import metrics
 from session_service.backend import Backend
-from session_service.batching import Batcher
 from session_service.crypto import CorruptValue, Crypto
 from session_service.errors import (
     FencingTokenStale,
@@ -91,11 +90,8 @@ class SessionStore:
         self.command_timeout = command_timeout
         self.on_unavailable = on_unavailable
         self.serial = KeyedLocks()
-        self._batcher = None if backend.cluster else Batcher(backend.commands, command_timeout)
 
     async def close(self) -> None:
-        if self._batcher is not None:
-            await self._batcher.close()
         await self.backend.close()
 
     def keys(self, session_id: str) -> Keys:
@@ -152,15 +148,9 @@ class SessionStore:
         self, name: str, keys: Sequence[str], args: Sequence[str | bytes], *, idempotent: bool
     ) -> list[Any]:
         script = self._scripts[name]
-        batcher = self._batcher
-        if batcher is None:
-            reply: list[Any] = await self.call(
-                lambda: script(keys=list(keys), args=list(args)), idempotent=idempotent
-            )
-        else:
-            reply = await self.call(
-                lambda: batcher.evalsha(script, keys, args), idempotent=idempotent
-            )
+        reply: list[Any] = await self.call(
+            lambda: script(keys=list(keys), args=list(args)), idempotent=idempotent
+        )
         return reply
 
     def open(self, session_id: str, tag: str, blob: bytes) -> bytes:
