@@ -24,7 +24,7 @@ from session_service.store import SessionStore
 
 log = logging.getLogger(__name__)
 
-_FIELDS = ("i", "v", "c", "u", "e", "m", "t", "f")
+_FIELDS = ("i", "v", "c", "u", "e", "m", "t", "f", "b")
 # Bounds the work of one page on a sparse keyspace; the caller continues with the token.
 _MAX_SCANS_PER_PAGE = 32
 
@@ -128,7 +128,10 @@ class Lister:
         except (CorruptValue, UnicodeDecodeError):
             log.warning("listed session id failed authentication", extra={"tag": tag[:8]})
             return None
-        return Metadata.parse(session_id, [*fields[1:], locked])
+        *times, issued, base = fields[1:]
+        issued_count, base_value = int(issued or 0), int(base or 0)
+        fencing = base_value + issued_count if issued_count else 0  # as the scripts' newest()
+        return Metadata.parse(session_id, [*times, fencing, locked])
 
 
 def _tag_of(key: bytes) -> str:

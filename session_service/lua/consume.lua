@@ -1,10 +1,11 @@
 -- KEYS: session, lock, signal.
 -- ARGV: expected version or '', fencing token or ''.
-local r = redis.call('HMGET', KEYS[1], 'd', 'v', 'c', 'u', 'e', 'm', 't', 'f')
+local r = redis.call('HMGET', KEYS[1], 'd', 'v', 'c', 'u', 'e', 'm', 't', 'f', 'b')
 if not r[1] then
   return {'NOT_FOUND'}
 end
-if stale(ARGV[2], r[8]) then
+local fence = newest(r[9], r[8])
+if stale(ARGV[2], fence) then
   return {'FENCING_TOKEN_STALE'}
 end
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= tonumber(r[2]) then
@@ -12,4 +13,4 @@ if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= tonumber(r[2]) then
 end
 local locked = redis.call('EXISTS', KEYS[2])
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-return {'OK', r[2], r[3], r[4], r[5], r[6], r[7], r[8], locked, r[1]}
+return {'OK', r[2], r[3], r[4], r[5], r[6], r[7], fence, locked, r[1]}

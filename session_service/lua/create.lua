@@ -11,6 +11,6 @@ local e = math.min(now + ttl, cap)
 -- the new session.
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[1], 'd', ARGV[1], 'i', ARGV[2], 'v', 1, 'c', now, 'u', now,
-  'e', e, 'm', cap, 't', ttl, 'f', 0)
+  'e', e, 'm', cap, 't', ttl, 'b', fencing_base(), 'f', 0)
 redis.call('PEXPIREAT', KEYS[1], e)
 return {'OK', 1, now, now, e, cap, ttl, 0, 0}

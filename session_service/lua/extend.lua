@@ -1,10 +1,11 @@
 -- KEYS: session, lock.
 -- ARGV: extension ms, fencing token or ''.
-local r = redis.call('HMGET', KEYS[1], 'v', 'c', 'u', 'e', 'm', 't', 'f')
+local r = redis.call('HMGET', KEYS[1], 'v', 'c', 'u', 'e', 'm', 't', 'f', 'b')
 if not r[1] then
   return {'NOT_FOUND'}
 end
-if stale(ARGV[2], r[7]) then
+local fence = newest(r[8], r[7])
+if stale(ARGV[2], fence) then
   return {'FENCING_TOKEN_STALE'}
 end
 local e = tonumber(r[4])
@@ -19,5 +20,5 @@ local clipped = 0
 if wanted > cap then
   clipped = 1
 end
-return {'OK', r[1], r[2], r[3], granted, r[5], r[6], r[7], redis.call('EXISTS', KEYS[2]),
+return {'OK', r[1], r[2], r[3], granted, r[5], r[6], fence, redis.call('EXISTS', KEYS[2]),
   granted - e, clipped}

@@ -21,14 +21,14 @@ async def test_acquire_refresh_release(
 ) -> None:
     await create(stub, "l")
     lease = await stub.AcquireLock(pb.AcquireLockRequest(session_id="l", lease_ttl=seconds(5)))
-    assert lease.fencing_token == 1
+    assert lease.fencing_token > 0
     assert len(lease.lock_token) >= 32
     meta = (await stub.GetSession(pb.GetSessionRequest(session_id="l"))).session.metadata
-    assert (meta.locked, meta.fencing_token) == (True, 1)
+    assert (meta.locked, meta.fencing_token) == (True, lease.fencing_token)
     refreshed = await stub.RefreshLock(
         pb.RefreshLockRequest(session_id="l", lock_token=lease.lock_token, lease_ttl=seconds(20))
     )
-    assert refreshed.fencing_token == 1
+    assert refreshed.fencing_token == lease.fencing_token
     assert refreshed.lease_expire_time.ToMilliseconds() > lease.lease_expire_time.ToMilliseconds()
     await fails(
         stub.RefreshLock(pb.RefreshLockRequest(session_id="l", lock_token="not-mine")),
@@ -50,7 +50,7 @@ async def test_acquire_refresh_release(
     for key in raw.scan_iter():
         assert lease.lock_token.encode() not in (raw.dump(key) or b"")
     nxt = await stub.AcquireLock(pb.AcquireLockRequest(session_id="l"))
-    assert nxt.fencing_token == 2
+    assert nxt.fencing_token == lease.fencing_token + 1
 
 
 async def test_try_once_when_held_is_lock_held(stub: pb_grpc.SessionServiceAsyncStub) -> None:
@@ -128,7 +128,7 @@ async def test_many_waiters_mutual_exclusion_and_no_starvation(
     done: list[int] = []
     outcomes: list[str] = []
 
-    async def worker(index: int) -> None:
+    async def worker() -> None:
         nonlocal inside, overlaps
         started = time.monotonic()
         try:
@@ -154,19 +154,21 @@ async def test_many_waiters_mutual_exclusion_and_no_starvation(
             )
         )
         inside -= 1
-        done.append(index)
+        done.append(lease.fencing_token)
         outcomes.append("acquired")
         await stub.ReleaseLock(
             pb.ReleaseLockRequest(session_id="crowd", lock_token=lease.lock_token)
         )
 
-    await asyncio.gather(*(worker(i) for i in range(24)))
+    await asyncio.gather(*(worker() for _ in range(24)))
     assert overlaps == 0
     final = await stub.GetSession(pb.GetSessionRequest(session_id="crowd"))
     assert final.session.data["counter"] == len(done)
     # 24 short sections fit easily in a 20 s wait: nobody may starve.
     assert outcomes == ["acquired"] * 24
-    assert final.session.metadata.fencing_token == 24
+    # Every grant got the next token, in the order the grants happened.
+    assert done == list(range(done[0], done[0] + 24))
+    assert final.session.metadata.fencing_token == done[-1]
 
 
 async def test_waiter_gives_up_at_its_wait(stub: pb_grpc.SessionServiceAsyncStub) -> None:
@@ -205,3 +207,41 @@ async def test_waiters_beyond_the_waiter_pool_still_respect_their_wait(
         # take 6 x 0.5 s; each must give up after its wait plus one command timeout.
         elapsed = await asyncio.gather(*(timed_wait() for _ in range(6)))
         assert max(elapsed) < 2.2, elapsed
+
+
+async def test_a_recreated_session_never_reissues_an_old_fencing_token(
+    stub: pb_grpc.SessionServiceAsyncStub,
+) -> None:
+    await create(stub, "again")
+    old = await stub.AcquireLock(pb.AcquireLockRequest(session_id="again"))
+    await stub.DeleteSession(pb.DeleteSessionRequest(session_id="again"))
+    meta = await create(stub, "again")
+    assert meta.fencing_token == 0
+    # The old holder, paused through the delete, must not pass as the fencing owner.
+    await fails(
+        stub.UpdateSession(
+            pb.UpdateSessionRequest(
+                session_id="again", data=struct(by="old"), fencing_token=old.fencing_token
+            )
+        ),
+        Code.FAILED_PRECONDITION,
+        "FENCING_TOKEN_STALE",
+    )
+    new = await stub.AcquireLock(pb.AcquireLockRequest(session_id="again"))
+    assert new.fencing_token > old.fencing_token
+    # Not even once the new session has issued as many leases as the old one had.
+    await fails(
+        stub.UpdateSession(
+            pb.UpdateSessionRequest(
+                session_id="again", data=struct(by="old"), fencing_token=old.fencing_token
+            )
+        ),
+        Code.FAILED_PRECONDITION,
+        "FENCING_TOKEN_STALE",
+    )
+    updated = await stub.UpdateSession(
+        pb.UpdateSessionRequest(
+            session_id="again", data=struct(by="new"), fencing_token=new.fencing_token
+        )
+    )
+    assert updated.metadata.fencing_token == new.fencing_token

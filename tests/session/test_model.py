@@ -37,6 +37,8 @@ class SessionMachine(RuleBasedStateMachine):
         super().__init__()
         self.raw.flushall()
         self.model: dict[str, Modelled] = {}
+        # Newest token ever issued per id, across deletes and re-creates.
+        self.last_token: dict[str, int] = {}
 
     def _call(self, method: str, request: Any) -> tuple[Any, str | None]:
         try:
@@ -154,8 +156,11 @@ class SessionMachine(RuleBasedStateMachine):
             assert error == "ABORTED"
         else:
             assert error is None
-            expected.fence += 1
-            assert reply.fencing_token == expected.fence
+            token = reply.fencing_token
+            if expected.fence:
+                assert token == expected.fence + 1
+            assert token > self.last_token.get(session_id, 0)
+            expected.fence = self.last_token[session_id] = token
             expected.lock_token = reply.lock_token
 
     @rule(session_id=IDS)
