@@ -31,7 +31,12 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 @dataclass
 class HealthWatcher:
-    """Mirrors Redis reachability into gRPC health, in the background and on every store failure."""
+    """Mirrors Redis reachability into gRPC health, in the background and on every store failure.
+
+    Only the named service flips: readiness asks for it, so a replica without Redis leaves the
+    load balancer. The overall status ("") stays SERVING until shutdown because liveness asks
+    for it, and restarting a healthy process never brings Redis back.
+    """
 
     health: HealthServicer
     store: SessionStore
@@ -45,8 +50,7 @@ class HealthWatcher:
             return
         self.serving = serving
         status = _SERVING if serving else _NOT_SERVING
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, status)
+        await self.health.set(SERVICE_NAME, status)
         log.log(
             logging.INFO if serving else logging.WARNING,
             "health changed",
@@ -135,6 +139,7 @@ async def start(settings: Settings) -> RunningServer:
         health, store, settings.health_interval_seconds, settings.redis_command_timeout
     )
     store.on_unavailable = watcher.store_failed
+    await health.set("", _SERVING)
     await watcher.check()
     await server.start()
     task = asyncio.create_task(watcher.run(), name="session-health-watcher")

@@ -199,3 +199,18 @@ async def test_starts_not_serving_without_redis_and_recovers(
             assert got.session.metadata.version == 1
         finally:
             late.stop()
+
+
+async def test_liveness_stays_serving_while_redis_is_unreachable(
+    make_server: ServerFactory,
+) -> None:
+    port = free_port()
+    async with make_server(
+        REDIS_URL=f"redis://127.0.0.1:{port}/0",
+        SESSION_HEALTH_INTERVAL_SECONDS="0.2",
+        REDIS_CONNECT_TIMEOUT_SECONDS="0.5",
+    ) as served:
+        stub = health_pb2_grpc.HealthStub(served.channel)
+        overall = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert await _health(served.channel) == NOT_SERVING
+        assert overall.status == SERVING
