@@ -33,7 +33,15 @@ from thumbnail_service.probe import (
 )
 
 PROBE_OUTPUT_LIMIT = 1024 * 1024
-_PTS_TIME = re.compile(r"pts_time:\s*(-?[0-9.]+)")
+# showinfo's line for the first frame through the chain, which is the frame
+# written: ffmpeg decodes and filters a frame or two more before it notices
+# that ``-frames:v 1`` is satisfied, so later lines describe frames nobody
+# sees. Anchored at the line start so that metadata from the file, which
+# ffmpeg prints indented, cannot pose as a frame time.
+_FIRST_FRAME_TIME = re.compile(
+    r"^\[Parsed_showinfo_\d+ @ 0x[0-9a-f]+\] n:\s*0 pts:\s*-?\d+ pts_time:\s*(-?[0-9.]+)",
+    re.MULTILINE,
+)
 
 
 def decode_args(
@@ -120,8 +128,8 @@ class FfmpegEngine:
             raise open_failure(done.stderr)
         if not done.stdout:
             return None
-        times = _PTS_TIME.findall(done.stderr)
-        return done.stdout, float(times[-1]) if times else position
+        first = _FIRST_FRAME_TIME.search(done.stderr)
+        return done.stdout, float(first.group(1)) if first else position
 
     async def render(self, path: Path, size_bytes: int, spec: Spec, deadline: float) -> Thumbnail:
         info = await self.probe(path, size_bytes, deadline)
