@@ -100,6 +100,33 @@ async def _file_chunks(path: Path, size: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
+class _Chunks:
+    """The caller's chunks, remembering the error that broke them.
+
+    grpc.aio answers a request iterator that raises by cancelling the call, so
+    the caller would get a bare ``CancelledError`` for an unreadable file or a
+    failing iterator of its own; ``reraise`` puts the real error back.
+    """
+
+    def __init__(self, chunks: AsyncIterable[bytes] | None) -> None:
+        self._chunks = chunks
+        self._error: Exception | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._chunks is None:
+            return
+        try:
+            async for chunk in self._chunks:
+                yield chunk
+        except Exception as error:
+            self._error = error
+            raise
+
+    def reraise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
 class ThumbnailClient:
     """Async client; use as ``async with ThumbnailClient(addr) as client``."""
 
@@ -157,11 +184,12 @@ class ThumbnailClient:
     ) -> Thumbnail:
         header = pb.GenerateThumbnailHeader(source=source, options=options_message(**options))
 
+        source_chunks = _Chunks(chunks)
+
         async def requests() -> AsyncIterator[pb.GenerateThumbnailRequest]:
             yield pb.GenerateThumbnailRequest(header=header)
-            if chunks is not None:
-                async for chunk in chunks:
-                    yield pb.GenerateThumbnailRequest(chunk=chunk)
+            async for chunk in source_chunks:
+                yield pb.GenerateThumbnailRequest(chunk=chunk)
 
         metadata: pb.ThumbnailMetadata | None = None
         image = bytearray()
@@ -174,7 +202,11 @@ class ThumbnailClient:
                 else:
                     image += reply.chunk
         except grpc.aio.AioRpcError as error:
+            source_chunks.reraise()
             raise ThumbnailError.from_rpc(error) from None
+        except asyncio.CancelledError:
+            source_chunks.reraise()
+            raise
         if metadata is None or len(image) != metadata.size_bytes:
             raise ThumbnailError(grpc.StatusCode.INTERNAL, "INCOMPLETE_REPLY", "truncated reply")
         return Thumbnail(bytes(image), metadata)
@@ -216,18 +248,23 @@ class ThumbnailClient:
         else:
             raise ValueError("give a video or a media_path")
 
+        source_chunks = _Chunks(chunks)
+
         async def requests() -> AsyncIterator[pb.ProbeVideoRequest]:
             yield pb.ProbeVideoRequest(header=pb.ProbeVideoHeader(source=source))
-            if chunks is not None:
-                async for chunk in chunks:
-                    yield pb.ProbeVideoRequest(chunk=chunk)
+            async for chunk in source_chunks:
+                yield pb.ProbeVideoRequest(chunk=chunk)
 
         try:
             reply = await self._stub.ProbeVideo(
                 requests(), timeout=deadline_seconds or self._timeout
             )
         except grpc.aio.AioRpcError as error:
+            source_chunks.reraise()
             raise ThumbnailError.from_rpc(error) from None
+        except asyncio.CancelledError:
+            source_chunks.reraise()
+            raise
         return reply.video
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.thumbnail.conftest import decode_image
+from tests.thumbnail.conftest import decode_image, eventually
 from tggod.thumbnail.v1 import thumbnail_service_pb2 as pb
 from thumbnail_service.client import (
     ThumbnailClient,
@@ -132,3 +132,19 @@ def test_drop_in_returns_false_when_the_service_is_down(
     monkeypatch.setenv("THUMBNAIL_CLIENT_TIMEOUT_SECONDS", "2")
     assert not generate_video_thumbnail(str(sample_videos["mp4"]), str(tmp_path / "t.jpg"))
     assert not (tmp_path / "t.jpg").exists()
+
+
+async def test_a_failing_upload_source_raises_its_own_error(
+    thumbnail_server: RunningServer, tmp_path: Path
+) -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"\0" * 1000
+        raise ConnectionResetError("the source went away")
+
+    async with ThumbnailClient(_target(thumbnail_server)) as client:
+        # Not a bare CancelledError, which would look like the caller's task being cancelled.
+        with pytest.raises(ConnectionResetError, match="went away"):
+            await client.generate(broken())
+        with pytest.raises(IsADirectoryError):
+            await client.probe(tmp_path)
+    assert await eventually(lambda: list(thumbnail_server.spool_dir.iterdir()) == [])
