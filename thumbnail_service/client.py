@@ -292,16 +292,18 @@ def _under_media_root(video_path: str, root: str | None) -> str | None:
 async def agenerate_video_thumbnail(video_path: str, thumbnail_path: str) -> bool:
     """Async form of ``generate_video_thumbnail``."""
     addr = os.environ.get("THUMBNAIL_SERVICE_ADDR", DEFAULT_ADDR)
-    timeout = float(os.environ.get("THUMBNAIL_CLIENT_TIMEOUT_SECONDS", "30"))
-    media_path = _under_media_root(video_path, os.environ.get("THUMBNAIL_CLIENT_MEDIA_ROOT"))
     try:
+        timeout = float(os.environ.get("THUMBNAIL_CLIENT_TIMEOUT_SECONDS", "30"))
+        media_path = _under_media_root(video_path, os.environ.get("THUMBNAIL_CLIENT_MEDIA_ROOT"))
         async with ThumbnailClient(addr, timeout=timeout) as client:
             if media_path is not None:
                 thumbnail = await client.generate_from_media_path(media_path)
             else:
                 thumbnail = await client.generate(video_path)
         await asyncio.to_thread(_write_atomically, Path(thumbnail_path), thumbnail.data)
-    except (ThumbnailError, OSError) as error:
+    # Paths alone raise ValueError (a NUL byte; a name protobuf cannot carry)
+    # and RuntimeError (a symlink loop): the caller only ever gets a bool.
+    except (ThumbnailError, OSError, ValueError, RuntimeError) as error:
         log.warning("thumbnail failed: %s", error)
         return False
     return True

@@ -134,6 +134,26 @@ def test_drop_in_returns_false_when_the_service_is_down(
     assert not (tmp_path / "t.jpg").exists()
 
 
+async def test_drop_in_returns_false_for_any_bad_video_path(
+    thumbnail_server: RunningServer,
+    media_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("THUMBNAIL_SERVICE_ADDR", _target(thumbnail_server))
+    loop = tmp_path / "loop.mp4"
+    loop.symlink_to(loop)
+    bad_paths = ["clip\0.mp4", str(tmp_path), str(loop), str(tmp_path / "\udcff.mp4")]
+    out = tmp_path / "t.jpg"
+    for root in (None, str(tmp_path)):
+        if root is not None:
+            # Paths under the shared root go as media_path: a name protobuf cannot carry.
+            monkeypatch.setenv("THUMBNAIL_CLIENT_MEDIA_ROOT", root)
+        for bad in bad_paths:
+            assert not await agenerate_video_thumbnail(bad, str(out)), (root, bad)
+    assert not out.exists()
+
+
 async def test_a_failing_upload_source_raises_its_own_error(
     thumbnail_server: RunningServer, tmp_path: Path
 ) -> None:
