@@ -1,9 +1,12 @@
 """ListSessions: SCAN every primary, decrypt ids, return metadata pages with opaque tokens.
 
-A page token names the server being walked, the SCAN cursor of the batch in
-progress and how many keys of that batch were already returned, so a page
-never exceeds its size even though SCAN's COUNT is only a hint. Tokens are
-MAC'd so a client cannot point the scan anywhere else.
+A page that fills up in the middle of a SCAN batch hands the tags of the
+batch's remaining keys to the next page in its token, so a page never exceeds
+its size even though SCAN's COUNT is only a hint, and a session that lives
+through the whole listing is returned even if others of its batch vanish
+between pages (counting "how far into the batch" would skip it). Each SCAN
+asks for about as many keys as the page still needs, which keeps that list
+short. Tokens are MAC'd so a client cannot point the scan anywhere else.
 """
 
 from __future__ import annotations
@@ -27,13 +30,18 @@ log = logging.getLogger(__name__)
 _FIELDS = ("i", "v", "c", "u", "e", "m", "t", "f", "b")
 # Bounds the work of one page on a sparse keyspace; the caller continues with the token.
 _MAX_SCANS_PER_PAGE = 32
+# The smallest COUNT asked of SCAN: smaller ones make many round trips on a sparse keyspace.
+_MIN_SCAN_COUNT = 16
 
 
 @dataclass(frozen=True, slots=True)
 class _Position:
-    target: str
+    """Where a listing resumes: the tags still to return, then the SCAN of ``target``
+    from ``cursor``; ``target`` None once every server has been walked."""
+
+    target: str | None
     cursor: int
-    skip: int
+    pending: tuple[str, ...] = ()
 
 
 class Lister:
@@ -42,7 +50,7 @@ class Lister:
 
     def _encode(self, position: _Position, prefix: str) -> str:
         payload = json.dumps(
-            [position.target, position.cursor, position.skip, _prefix_digest(prefix)],
+            [position.target, position.cursor, list(position.pending), _prefix_digest(prefix)],
             separators=(",", ":"),
         ).encode()
         raw = payload + self._store.crypto.mac(payload)
@@ -54,10 +62,14 @@ class Lister:
             payload, mac = raw[:-16], raw[-16:]
             if not hmac.compare_digest(mac, self._store.crypto.mac(payload)):
                 raise ValueError("bad mac")
-            target, cursor, skip, digest = json.loads(payload)
+            target, cursor, pending, digest = json.loads(payload)
             if digest != _prefix_digest(prefix):
                 raise ValueError("prefix changed")
-            return _Position(str(target), int(cursor), int(skip))
+            return _Position(
+                None if target is None else str(target),
+                int(cursor),
+                tuple(str(tag) for tag in pending),
+            )
         except (ValueError, TypeError, binascii.Error):
             raise InvalidArgument(
                 [("page_token", "not a token from a previous page with this session_id_prefix")]
@@ -66,58 +78,73 @@ class Lister:
     async def page(self, size: int, token: str, prefix: str) -> tuple[list[Metadata], str]:
         store = self._store
         targets = await store.call(store.backend.scan_targets, idempotent=True)
-        if token:
-            position = self._decode(token, prefix)
-            later = [t for t in targets if t >= position.target]
-            if not later:
-                return [], ""
-            if later[0] != position.target:
-                position = _Position(later[0], 0, 0)
-        else:
-            position = _Position(targets[0], 0, 0)
+        position = self._decode(token, prefix) if token else _Position(targets[0], 0)
         found: list[Metadata] = []
-        for _ in range(_MAX_SCANS_PER_PAGE):
-            scan = functools.partial(
-                store.backend.scan, position.target, position.cursor, store.session_pattern, size
-            )
-            next_cursor, keys = await store.call(scan, idempotent=True)
-            keys = keys[position.skip :]
-            metas = await self._metadata(keys)
-            for index, meta in enumerate(metas):
-                if meta is None or not meta.session_id.startswith(prefix):
-                    continue
-                found.append(meta)
-                if len(found) == size and index + 1 < len(keys):
-                    skip = position.skip + index + 1
-                    return found, self._encode(
-                        _Position(position.target, position.cursor, skip), prefix
-                    )
-            following = _advance(targets, position.target, next_cursor)
-            if following is None:
+        if position.pending:
+            rest = await self._take(position.pending, found, size, prefix)
+            if rest:
+                return found, self._encode(
+                    _Position(position.target, position.cursor, rest), prefix
+                )
+        target, cursor = position.target, position.cursor
+        if target is None:
+            return found, ""
+        if target not in targets:
+            # The topology changed under the listing: go on with the next server.
+            later = [t for t in targets if t > target]
+            if not later:
                 return found, ""
-            position = following
+            target, cursor = later[0], 0
+        for _ in range(_MAX_SCANS_PER_PAGE):
             if len(found) == size:
                 break
-        return found, self._encode(position, prefix)
+            count = max(size - len(found), _MIN_SCAN_COUNT)
+            scan = functools.partial(
+                store.backend.scan, target, cursor, store.session_pattern, count
+            )
+            next_cursor, keys = await store.call(scan, idempotent=True)
+            following = _advance(targets, target, next_cursor)
+            rest = await self._take(tuple(_tag_of(k) for k in keys), found, size, prefix)
+            if rest:
+                after = following or _Position(None, 0)
+                return found, self._encode(_Position(after.target, after.cursor, rest), prefix)
+            if following is None or following.target is None:
+                return found, ""
+            target, cursor = following.target, following.cursor
+        return found, self._encode(_Position(target, cursor), prefix)
 
-    async def _metadata(self, keys: list[bytes]) -> list[Metadata | None]:
-        if not keys:
+    async def _take(
+        self, tags: tuple[str, ...], found: list[Metadata], size: int, prefix: str
+    ) -> tuple[str, ...]:
+        """Append the live sessions of ``tags`` matching ``prefix`` to ``found``, up to
+        ``size`` in all; returns the tags left unexamined."""
+        metas = await self._metadata(tags)
+        for index, meta in enumerate(metas):
+            if meta is None or not meta.session_id.startswith(prefix):
+                continue
+            found.append(meta)
+            if len(found) == size:
+                return tags[index + 1 :]
+        return ()
+
+    async def _metadata(self, tags: tuple[str, ...]) -> list[Metadata | None]:
+        if not tags:
             return []
         store = self._store
 
         async def fetch() -> list[object]:
             pipe = store.backend.commands.pipeline(transaction=False)
-            for key in keys:
-                tag = _tag_of(key)
-                pipe.hmget(key, _FIELDS)
-                pipe.exists(store.keys_for_tag(tag).lock)
+            for tag in tags:
+                keys = store.keys_for_tag(tag)
+                pipe.hmget(keys.session, _FIELDS)
+                pipe.exists(keys.lock)
             result: list[object] = await pipe.execute()
             return result
 
         replies = await store.call(fetch, idempotent=True)
         metas: list[Metadata | None] = []
-        for key, fields, locked in zip(keys, replies[::2], replies[1::2], strict=True):
-            metas.append(self._parse(_tag_of(key), fields, int(locked)))
+        for tag, fields, locked in zip(tags, replies[::2], replies[1::2], strict=True):
+            metas.append(self._parse(tag, fields, int(locked)))
         return metas
 
     def _parse(self, tag: str, fields: list[bytes | None], locked: int) -> Metadata | None:
@@ -145,6 +172,6 @@ def _prefix_digest(prefix: str) -> str:
 
 def _advance(targets: list[str], target: str, next_cursor: int) -> _Position | None:
     if next_cursor != 0:
-        return _Position(target, next_cursor, 0)
+        return _Position(target, next_cursor)
     later = [t for t in targets if t > target]
-    return _Position(later[0], 0, 0) if later else None
+    return _Position(later[0], 0) if later else None
