@@ -277,6 +277,15 @@ def hostile_files(
     files["random_bytes"].write_bytes(os.urandom(64 * 1024))
     files["huge_resolution"] = d / "huge.avi"
     _huge_avi(files["huge_resolution"])
+    # Formats libavformat would open but the allowlist does not hold: a still
+    # image would decode to a thumbnail, an SDP file names network streams.
+    files["png_image"] = d / "still.png"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240", "-frames:v", "1", str(files["png_image"]))
+    files["sdp"] = d / "stream.sdp"
+    files["sdp"].write_text(
+        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        "m=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+    )
     return files
 
 

@@ -36,6 +36,9 @@ EXPECTED = {
     "truncated_mp4": (BAD_INPUT, {"NOT_A_VIDEO"}),
     "random_bytes": (BAD_INPUT, {"NOT_A_VIDEO", "FORMAT_BLOCKED"}),
     "huge_resolution": (grpc.StatusCode.INVALID_ARGUMENT, {"RESOLUTION_TOO_LARGE"}),
+    # Refused by the engines' demuxer allowlist alone (no playlist magic to catch them).
+    "png_image": (BAD_INPUT, {"FORMAT_BLOCKED"}),
+    "sdp": (BAD_INPUT, {"FORMAT_BLOCKED"}),
 }
 
 
