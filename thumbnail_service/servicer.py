@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Never, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from tggod.thumbnail.v1 import thumbnail_service_pb2 as pb
 from tggod.thumbnail.v1 import thumbnail_service_pb2_grpc as pb_grpc
@@ -77,6 +78,10 @@ class ThumbnailServicer(pb_grpc.ThumbnailServiceServicer):
         return first
 
     async def _fail(self, context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> Never:
+        if isinstance(error, DecodeError):
+            # A malformed request message (corrupt bytes, a path that is not
+            # UTF-8) is the caller's fault, not an INTERNAL server fault.
+            error = _stream_error("a request message could not be parsed")
         if isinstance(error, MediaError):
             error = ServiceError.from_media(error)
         if not isinstance(error, ServiceError):

@@ -16,6 +16,7 @@ from tests.thumbnail.conftest import (
     CustomServer,
     decoder_processes,
     failed,
+    failure_of,
     generate,
     healthy,
     ok,
@@ -193,3 +194,26 @@ async def test_protocol_violations(guarded: CustomServer) -> None:
         assert caught.value.code() == BAD_INPUT, case
         assert "INVALID_STREAM" in str(caught.value.trailing_metadata()), case
     assert spool_files(guarded.spool_root) == []
+
+
+async def test_unparsable_request_messages_are_invalid_stream(guarded: CustomServer) -> None:
+    raw_call = guarded.channel.stream_stream(
+        "/tggod.thumbnail.v1.ThumbnailService/GenerateThumbnail",
+        request_serializer=bytes,
+        response_deserializer=pb.GenerateThumbnailResponse.FromString,
+    )
+    header = pb.GenerateThumbnailRequest(
+        header=pb.GenerateThumbnailHeader(source=pb.VideoSource(media_path="sub/good.mp4"))
+    ).SerializeToString()
+    cases = {
+        "media_path not UTF-8": [header.replace(b"good", b"go\xff\xfe")],
+        "corrupt wire format": [b"\xff\xff\xff"],
+        "corrupt after the header": [header, b"\x12\xff"],
+    }
+    for case, messages in cases.items():
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in raw_call(iter(messages), timeout=20):
+                pass
+        failure = failure_of(caught.value)
+        assert (failure.code, failure.reason) == (BAD_INPUT, "INVALID_STREAM"), case
+    assert await healthy(guarded.channel)
