@@ -54,8 +54,10 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
 
 
 def _key_material(name: str, encoded: str) -> bytes:
+    text = encoded.strip()
     try:
-        raw = base64.urlsafe_b64decode(encoded.strip() + "=" * (-len(encoded.strip()) % 4))
+        # validate=True: a stray character is an error, not silently dropped from the key.
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise ConfigError(f"{name}: key material is not URL-safe base64") from None
     if len(raw) != 32:
@@ -78,6 +80,8 @@ def parse_keyring(raw: str) -> tuple[tuple[str, bytes], ...]:
         if any(key_id == seen for seen, _ in entries):
             raise ConfigError(f"SESSION_ENCRYPTION_KEYS names key id {key_id!r} twice")
         entries.append((key_id, _key_material(f"SESSION_ENCRYPTION_KEYS[{key_id}]", encoded)))
+    if not entries:
+        raise ConfigError("SESSION_ENCRYPTION_KEYS lists no key")
     return tuple(entries)
 
 

@@ -224,6 +224,9 @@ def test_passphrase_is_stretched_with_the_deployment_salt() -> None:
         ({"SESSION_ENCRYPTION_KEYS": "k1"}, "<key_id>:<urlsafe-base64 key>"),
         ({"SESSION_ENCRYPTION_KEYS": "k1:c2hvcnQ="}, "32 random bytes"),
         ({"SESSION_ENCRYPTION_KEYS": f"k1:{'A' * 43}=,k1:{'B' * 43}="}, "twice"),
+        # Without a clear error these crashed at start or silently dropped characters.
+        ({"SESSION_ENCRYPTION_KEYS": " , "}, "lists no key"),
+        ({"SESSION_ENCRYPTION_KEYS": f"k1:{'A' * 43}=:x"}, "not URL-safe base64"),
     ],
 )
 def test_bad_key_configuration_is_refused(env: dict[str, str], message: str) -> None:
