@@ -150,7 +150,8 @@ class Settings:
     host: str
     port: int
     metrics_port: int
-    redis_url: str
+    # The URL may carry the Redis password.
+    redis_url: str = field(repr=False)
     redis_password: str | None = field(repr=False)
     redis_cluster: bool
     redis_sentinels: tuple[tuple[str, int], ...]

@@ -106,3 +106,7 @@ def test_settings_defaults_and_repr_hide_secrets() -> None:
     assert settings.max_connection_age_seconds == 300
     assert "hunter2-pw" not in repr(settings)
     assert "AAAA" not in repr(settings)
+    in_url = Settings.from_env(
+        {"SESSION_ENCRYPTION_KEYS": key, "REDIS_URL": "redis://:url-pw-42@redis:6379/0"}
+    )
+    assert "url-pw-42" not in repr(in_url)
