@@ -3,7 +3,9 @@
 A waiter blocks in BLPOP on the session's signal list, which ReleaseLock
 pushes one element onto; the BLPOP timeout is the smaller of the caller's
 remaining wait and the holder's remaining lease, so a waiter also wakes when
-a crashed holder's lease runs out. Nothing polls on a fixed interval.
+a crashed holder's lease runs out (a refresh that shortens the lease pushes
+one element too, so a waiter re-arms on the new expiry). Nothing polls on a
+fixed interval.
 """
 
 from __future__ import annotations
@@ -74,7 +76,10 @@ class Leases:
         k = store.keys(session_id)
         digest = store.crypto.token_digest(lock_token)
         reply = await store.script(
-            "refresh", [k.session, k.lock], [digest, str(lease_ms)], idempotent=True
+            "refresh",
+            [k.session, k.lock, k.signal],
+            [digest, str(lease_ms), str(_SIGNAL_TTL_MS)],
+            idempotent=True,
         )
         if reply[0] == b"LOCK_LOST":
             raise LockLost()

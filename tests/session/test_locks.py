@@ -245,3 +245,26 @@ async def test_a_recreated_session_never_reissues_an_old_fencing_token(
         )
     )
     assert updated.metadata.fencing_token == new.fencing_token
+
+
+async def test_a_lease_shortened_by_refresh_is_handed_over_when_it_runs_out(
+    stub: pb_grpc.SessionServiceAsyncStub,
+) -> None:
+    await create(stub, "short")
+    holder = await stub.AcquireLock(
+        pb.AcquireLockRequest(session_id="short", lease_ttl=seconds(30))
+    )
+    waiter = asyncio.ensure_future(
+        stub.AcquireLock(pb.AcquireLockRequest(session_id="short", wait_timeout=seconds(6)))
+    )
+    await asyncio.sleep(0.3)  # the waiter now sleeps on the 30 s lease
+    await stub.RefreshLock(
+        pb.RefreshLockRequest(
+            session_id="short", lock_token=holder.lock_token, lease_ttl=seconds(0.3)
+        )
+    )
+    started = time.monotonic()
+    # The holder then dies: its shortened lease runs out and the waiter must get the lock.
+    got = await waiter
+    assert time.monotonic() - started < 3
+    assert got.fencing_token == holder.fencing_token + 1
