@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,3 +78,13 @@ async def test_rediss_url_with_a_private_ca(tmp_path: Path, make_server: ServerF
             assert plain.dbsize() == 1  # the write really went to this server
     finally:
         server.stop()
+
+
+async def test_callers_wait_for_a_pooled_connection_instead_of_failing(
+    make_server: ServerFactory,
+) -> None:
+    async with make_server(REDIS_MAX_CONNECTIONS="2", REDIS_RETRIES="0") as served:
+        # Creates are never retried: each one must wait for one of the two connections.
+        await asyncio.gather(*(create(served.stub, f"pooled-{i}", a=i) for i in range(60)))
+        listed = await served.stub.ListSessions(pb.ListSessionsRequest(page_size=100))
+        assert len(listed.sessions) == 60
