@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -32,8 +33,25 @@ def _stream_error(message: str) -> MediaError:
     return MediaError("INVALID_STREAM", message)
 
 
-async def _chunks(requests: AsyncIterator[Request]) -> AsyncIterator[bytes]:
-    async for request in requests:
+async def _next(requests: AsyncIterator[Request], idle_seconds: float) -> Request | None:
+    """The next request message, or None at the half-close.
+
+    Every admitted call holds a place in the queue, so a client that stops
+    sending (mid-upload, or never half-closing after a media_path header)
+    must not keep it forever: a wait as long as a whole decode may take
+    (the processing timeout) ends the call.
+    """
+    try:
+        async with asyncio.timeout(idle_seconds):
+            return await anext(requests, None)
+    except TimeoutError:
+        raise MediaError(
+            "PROCESSING_TIMEOUT", f"no request message arrived for {idle_seconds:g} s"
+        ) from None
+
+
+async def _chunks(requests: AsyncIterator[Request], idle_seconds: float) -> AsyncIterator[bytes]:
+    while (request := await _next(requests, idle_seconds)) is not None:
         part = request.WhichOneof("part")
         if part != "chunk":
             raise _stream_error("after the header, every message must be a chunk")
@@ -60,11 +78,12 @@ class ThumbnailServicer(pb_grpc.ThumbnailServiceServicer):
         kind = source.WhichOneof("kind")
         if kind == "media_path":
             path, size = resolve_media_path(self._settings.media_root, source.media_path)
-            if await anext(requests, None) is not None:
+            if await _next(requests, self._settings.processing_timeout_seconds) is not None:
                 raise _stream_error("a media_path request carries no chunks")
             yield path, size
         elif kind == "upload":
-            async with self._spool.receive(_chunks(requests), source.upload.size_bytes) as spooled:
+            chunks = _chunks(requests, self._settings.processing_timeout_seconds)
+            async with self._spool.receive(chunks, source.upload.size_bytes) as spooled:
                 yield spooled
         else:
             raise _stream_error("the header names no source")

@@ -21,6 +21,7 @@ from tests.thumbnail.conftest import (
     descendants,
     eventually,
     failed,
+    failure_of,
     generate,
     healthy,
     ok,
@@ -305,3 +306,36 @@ async def test_a_crashed_worker_falls_back_to_ffmpeg(
         assert (result.metadata.width, result.metadata.height) == (320, 180)
         assert await eventually(lambda: len(pool_workers()) == 1 and worker not in pool_workers())
         ok(await generate(custom.channel, media_path="slow.mp4", engine=pb.ENGINE_PYAV))
+
+
+async def test_a_stalled_stream_gives_its_admission_back(
+    make_server: ServerFactory, sample_videos: dict[str, Path]
+) -> None:
+    # Capacity one: a client that stops sending would otherwise refuse everyone else forever.
+    async with make_server(
+        MAX_CONCURRENCY="1", MAX_QUEUE="0", PROCESSING_TIMEOUT_SECONDS="1"
+    ) as custom:
+        stub = pb_grpc.ThumbnailServiceStub(custom.channel)
+        release = asyncio.Event()
+
+        async def media_path_left_open() -> AsyncIterator[pb.GenerateThumbnailRequest]:
+            header = pb.GenerateThumbnailHeader(source=pb.VideoSource(media_path="sample.mp4"))
+            yield pb.GenerateThumbnailRequest(header=header)
+            await release.wait()  # never half-closes
+
+        stalled = {
+            "upload": _stalled_upload(sample_videos["mp4"].read_bytes(), release),
+            "media_path": media_path_left_open(),
+        }
+        for kind, requests in stalled.items():
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                async for _ in stub.GenerateThumbnail(requests, timeout=20):
+                    pass
+            failure = failure_of(caught.value)
+            assert (failure.code, failure.reason) == (
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                "PROCESSING_TIMEOUT",
+            ), kind
+            assert await eventually(lambda: clean(custom.spool_root))
+            ok(await generate(custom.channel, media_path="sample.mp4"))
+        release.set()
