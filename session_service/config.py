@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 PBKDF2_ITERATIONS = 600_000
 _KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -114,6 +116,26 @@ def _keyring_from_env(env: Mapping[str, str]) -> tuple[tuple[str, bytes], ...]:
     )
 
 
+def _redis_url(raw: str) -> str:
+    # Checked here so that a typo stops the start with a message, not a traceback; the
+    # message never repeats the URL, which may carry the password.
+    parts = urlsplit(raw)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ConfigError("REDIS_URL has a port that is not a number from 0 to 65535") from None
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in logging.getLevelNamesMapping():
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+    return level
+
+
 def _sentinels(raw: str) -> tuple[tuple[str, int], ...]:
     result: list[tuple[str, int]] = []
     for item in raw.split(","):
@@ -175,6 +197,10 @@ class Settings:
         env = os.environ if env is None else env
         keyring = _keyring_from_env(env)
         naming = env.get("SESSION_NAMING_KEY", "")
+        sentinels = _sentinels(env.get("REDIS_SENTINELS", ""))
+        redis_url = env.get("REDIS_URL", "redis://localhost:6379/0")
+        if not sentinels:
+            redis_url = _redis_url(redis_url)
         prefix = env.get("REDIS_KEY_PREFIX", "tgs")
         if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,32}", prefix):
             raise ConfigError("REDIS_KEY_PREFIX must be 1-32 characters from [A-Za-z0-9_.:-]")
@@ -210,10 +236,10 @@ class Settings:
             host=env.get("SESSION_HOST", "[::]"),
             port=_int(env, "SESSION_PORT", 50051, 0, 65535),
             metrics_port=_int(env, "SESSION_METRICS_PORT", 9451, 0, 65535),
-            redis_url=env.get("REDIS_URL", "redis://localhost:6379/0"),
+            redis_url=redis_url,
             redis_password=env.get("REDIS_PASSWORD") or None,
             redis_cluster=_bool(env, "REDIS_CLUSTER"),
-            redis_sentinels=_sentinels(env.get("REDIS_SENTINELS", "")),
+            redis_sentinels=sentinels,
             redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", "mymaster"),
             redis_max_connections=_int(env, "REDIS_MAX_CONNECTIONS", 64, 1, 10000),
             redis_lock_wait_connections=_int(env, "REDIS_LOCK_WAIT_CONNECTIONS", 64, 1, 10000),
@@ -229,5 +255,5 @@ class Settings:
                 env, "SESSION_MAX_CONNECTION_AGE_SECONDS", 300.0, 1.0, 86400.0
             ),
             health_interval_seconds=_float(env, "SESSION_HEALTH_INTERVAL_SECONDS", 1.0, 0.05, 60),
-            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            log_level=_log_level(env.get("LOG_LEVEL", "INFO")),
         )

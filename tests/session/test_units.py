@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import struct_pb2
 
 from session_service.client_types import python, struct
-from session_service.config import Settings
+from session_service.config import ConfigError, Settings
 from session_service.crypto import CorruptValue, Crypto
 from session_service.locks import KeyedLocks
 from session_service.logs import JsonFormatter
@@ -110,3 +110,18 @@ def test_settings_defaults_and_repr_hide_secrets() -> None:
         {"SESSION_ENCRYPTION_KEYS": key, "REDIS_URL": "redis://:url-pw-42@redis:6379/0"}
     )
     assert "url-pw-42" not in repr(in_url)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIS_URL": "redis-host:6379"}, "REDIS_URL must start with"),
+        ({"REDIS_URL": "redis://:url-pw-42@redis:63a9/0"}, "REDIS_URL has a port"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL must be"),
+    ],
+)
+def test_bad_settings_are_refused_at_start(env: dict[str, str], message: str) -> None:
+    # Before, these passed validation and crashed later with a traceback.
+    with pytest.raises(ConfigError, match=message) as refused:
+        Settings.from_env({"SESSION_ENCRYPTION_KEYS": "k1:" + "A" * 43 + "=", **env})
+    assert "url-pw-42" not in str(refused.value)
