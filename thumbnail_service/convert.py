@@ -11,6 +11,9 @@ from thumbnail_service.errors import InvalidOptions
 from thumbnail_service.model import DEFAULT_QUALITY, Fit, ImageFormat, Spec, Thumbnail, VideoInfo
 
 DEFAULT_BOX = (320, 180)
+# The range of a valid google.protobuf.Duration (10,000 years); the wire
+# format itself carries any int64, which overflows libav's seek arithmetic.
+MAX_DURATION_SECONDS = 315_576_000_000
 MIN_BOX = 16
 
 _FITS = {
@@ -62,8 +65,10 @@ def spec_from_options(options: pb.ThumbnailOptions, max_box: int) -> tuple[Spec,
             violations.append(("options.position_fraction", "must be between 0.0 and 1.0"))
     elif which == "position_offset":
         offset = options.position_offset
-        if offset.seconds < 0 or offset.nanos < 0 or offset.nanos >= 1_000_000_000:
-            violations.append(("options.position_offset", "must be a non-negative duration"))
+        if not 0 <= offset.seconds <= MAX_DURATION_SECONDS or not 0 <= offset.nanos < 1e9:
+            violations.append(
+                ("options.position_offset", "must be a non-negative google.protobuf.Duration")
+            )
         seconds = offset.seconds + offset.nanos / 1e9
     if violations:
         raise InvalidOptions(violations)

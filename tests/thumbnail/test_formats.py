@@ -224,10 +224,11 @@ async def test_option_violations_are_listed(shared: CustomServer) -> None:
             "options.engine",
         ]
     )
-    negative = failed(
-        await generate(shared.channel, media_path="sample.mp4", position_offset=_offset(-1))
-    )
-    assert negative.violations == ["options.position_offset"]
+    for offset in (_offset(-1), duration_pb2.Duration(seconds=2**62)):
+        out_of_range = failed(
+            await generate(shared.channel, media_path="sample.mp4", position_offset=offset)
+        )
+        assert out_of_range.violations == ["options.position_offset"]
 
 
 async def test_custom_box(shared: CustomServer) -> None:
