@@ -214,3 +214,33 @@ async def test_liveness_stays_serving_while_redis_is_unreachable(
         overall = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
         assert await _health(served.channel) == NOT_SERVING
         assert overall.status == SERVING
+
+
+async def test_a_hung_redis_fails_calls_at_the_command_timeout(
+    tmp_path: Path, make_server: ServerFactory
+) -> None:
+    hung = start_redis(tmp_path / "hung")
+    try:
+        async with make_server(
+            REDIS_URL=hung.url, REDIS_COMMAND_TIMEOUT_SECONDS="0.3", REDIS_RETRIES="1"
+        ) as served:
+            await create(served.stub, "stalled")
+            assert hung.process is not None
+            hung.process.send_signal(signal.SIGSTOP)  # accepts connections, never answers
+            try:
+                for call in (
+                    served.stub.GetSession(pb.GetSessionRequest(session_id="stalled"), timeout=20),
+                    served.stub.UpdateSession(
+                        pb.UpdateSessionRequest(session_id="stalled", data=struct()), timeout=20
+                    ),
+                ):
+                    started = time.monotonic()
+                    with pytest.raises(grpc.aio.AioRpcError) as caught:
+                        await call
+                    assert caught.value.code() == Code.UNAVAILABLE
+                    # One timeout per attempt (a read may be retried once), not the deadline.
+                    assert time.monotonic() - started < 3
+            finally:
+                hung.process.send_signal(signal.SIGCONT)
+    finally:
+        hung.stop()
