@@ -65,6 +65,11 @@ class Lister:
             target, cursor, pending, digest = json.loads(payload)
             if digest != _prefix_digest(prefix):
                 raise ValueError("prefix changed")
+            if isinstance(pending, int):
+                # A token from a replica of the previous release during a rollout: a count
+                # into the batch at ``cursor``. Rescanning that batch whole may repeat
+                # sessions but never skips one.
+                pending = []
             return _Position(
                 None if target is None else str(target),
                 int(cursor),

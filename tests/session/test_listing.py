@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 
+from session_service.server import RunningServer
 from tests.session.conftest import create
 from tggod.session.v1 import session_service_pb2 as pb
 from tggod.session.v1 import session_service_pb2_grpc as pb_grpc
@@ -30,3 +34,22 @@ async def test_sessions_that_live_through_a_listing_are_all_listed(
         if not token:
             break
     assert ids - set(seen) == set()
+
+
+async def test_a_token_of_the_previous_format_still_resumes(
+    stub: pb_grpc.SessionServiceAsyncStub, session_server: RunningServer
+) -> None:
+    ids = {f"old:{i:02d}" for i in range(30)}
+    await asyncio.gather(*(create(stub, i) for i in ids))
+    # [server, SCAN cursor, keys of that batch already returned, prefix digest], MAC'd.
+    payload = json.dumps(
+        ["main", 0, 3, hashlib.sha256(b"").hexdigest()[:16]], separators=(",", ":")
+    ).encode()
+    raw = payload + session_server.store.crypto.mac(payload)
+    token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    seen: set[str] = set()
+    while token:
+        page = await stub.ListSessions(pb.ListSessionsRequest(page_size=7, page_token=token))
+        seen |= {m.session_id for m in page.sessions}
+        token = page.next_page_token
+    assert seen == ids
