@@ -4,8 +4,9 @@ A waiter blocks in BLPOP on the session's signal list, which ReleaseLock
 pushes one element onto; the BLPOP timeout is the smaller of the caller's
 remaining wait and the holder's remaining lease, so a waiter also wakes when
 a crashed holder's lease runs out (a refresh that shortens the lease pushes
-one element too, so a waiter re-arms on the new expiry). Nothing polls on a
-fixed interval.
+one element too, so a waiter re-arms on the new expiry). Deleting or
+consuming a leased session pushes one as well, and each waiter woken to find
+the session gone passes it on. Nothing polls on a fixed interval.
 """
 
 from __future__ import annotations
@@ -19,11 +20,8 @@ from dataclasses import dataclass
 
 from session_service import metrics
 from session_service.errors import LockHeld, LockLost, SessionNotFound
-from session_service.store import SessionStore
+from session_service.store import SIGNAL_TTL_MS, SessionStore
 
-# Long enough for a waiter to pick the signal up, short enough that a signal
-# nobody waited for does not linger.
-_SIGNAL_TTL_MS = 60_000
 _MIN_BLOCK_SECONDS = 0.001
 
 
@@ -46,10 +44,14 @@ class Leases:
         started = time.monotonic()
         give_up = started + wait_seconds
         outcome = "error"
+        woken = False
         try:
             while True:
                 reply = await store.script(
-                    "acquire", [k.session, k.lock], [digest, str(lease_ms)], idempotent=False
+                    "acquire",
+                    [k.session, k.lock, k.signal],
+                    [digest, str(lease_ms), "1" if woken else "0", str(SIGNAL_TTL_MS)],
+                    idempotent=False,
                 )
                 if reply[0] == b"NOT_FOUND":
                     outcome = "not_found"
@@ -64,10 +66,12 @@ class Leases:
                 holder_left = max(int(reply[1]), 1) / 1000
                 block = max(min(remaining, holder_left), _MIN_BLOCK_SECONDS)
                 blpop = functools.partial(store.backend.waits.blpop, [k.signal], timeout=block)
+                woken = False
                 # With every waiter connection busy, waiting for one must not outlast the wait.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(block + store.command_timeout):
-                        await store.call(blpop, idempotent=False, waiting=True)
+                        popped = await store.call(blpop, idempotent=False, waiting=True)
+                        woken = popped is not None
         finally:
             metrics.LOCK_WAIT.labels(outcome).observe(time.monotonic() - started)
 
@@ -78,7 +82,7 @@ class Leases:
         reply = await store.script(
             "refresh",
             [k.session, k.lock, k.signal],
-            [digest, str(lease_ms), str(_SIGNAL_TTL_MS)],
+            [digest, str(lease_ms), str(SIGNAL_TTL_MS)],
             idempotent=True,
         )
         if reply[0] == b"LOCK_LOST":
@@ -90,6 +94,6 @@ class Leases:
         k = store.keys(session_id)
         digest = store.crypto.token_digest(lock_token)
         reply = await store.script(
-            "release", [k.lock, k.signal], [digest, str(_SIGNAL_TTL_MS)], idempotent=True
+            "release", [k.lock, k.signal], [digest, str(SIGNAL_TTL_MS)], idempotent=True
         )
         return bool(reply)

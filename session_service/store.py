@@ -48,6 +48,9 @@ SCRIPTS = (
 _DATA = b"data"
 _ID = b"id"
 _MASKED_UPDATE_ATTEMPTS = 5
+# How long a lock waiter's wake-up signal lives: long enough for a waiter to
+# pick it up, short enough that one nobody waited for does not linger.
+SIGNAL_TTL_MS = 60_000
 _UNAVAILABLE = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
@@ -252,7 +255,7 @@ class SessionStore:
         self, session_id: str, *, expected_version: int | None, fencing_token: int | None
     ) -> bool:
         k = self.keys(session_id)
-        args = [_opt(expected_version), _opt(fencing_token)]
+        args = [_opt(expected_version), _opt(fencing_token), str(SIGNAL_TTL_MS)]
         async with self.serial.hold(k.tag):
             reply = await self.script(
                 "delete", [k.session, k.lock, k.signal], args, idempotent=False
@@ -274,7 +277,7 @@ class SessionStore:
         self, session_id: str, *, expected_version: int | None, fencing_token: int | None
     ) -> tuple[Metadata, bytes]:
         k = self.keys(session_id)
-        args = [_opt(expected_version), _opt(fencing_token)]
+        args = [_opt(expected_version), _opt(fencing_token), str(SIGNAL_TTL_MS)]
         async with self.serial.hold(k.tag):
             reply = await self.script(
                 "consume", [k.session, k.lock, k.signal], args, idempotent=False

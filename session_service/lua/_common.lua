@@ -31,3 +31,11 @@ end
 local function stale(token, newest_token)
   return token ~= '' and tonumber(token) ~= newest_token
 end
+
+-- Wakes one lock waiter (BLPOP serves the longest blocked client first).
+-- Clearing older signals keeps stale wake-ups to one.
+local function wake(signal, lifetime_ms)
+  redis.call('DEL', signal)
+  redis.call('RPUSH', signal, '1')
+  redis.call('PEXPIRE', signal, lifetime_ms)
+end

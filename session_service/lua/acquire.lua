@@ -1,6 +1,12 @@
--- KEYS: session, lock.
--- ARGV: digest of the new owner's lock token, lease ms.
+-- KEYS: session, lock, signal.
+-- ARGV: digest of the new owner's lock token, lease ms, '1' if the caller was
+-- just woken by a signal, signal lifetime ms.
 if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[3] == '1' then
+    -- Woken to find the session gone: pass the wake-up on, so every waiter learns
+    -- it now rather than when the lease it slept on would have run out.
+    wake(KEYS[3], ARGV[4])
+  end
   return {'NOT_FOUND'}
 end
 local pttl = redis.call('PTTL', KEYS[2])

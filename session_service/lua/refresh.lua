@@ -12,9 +12,7 @@ end
 -- wakes one of them to sleep on the new expiry instead, so it is handed over when
 -- it runs out rather than when the old one would have.
 if redis.call('PTTL', KEYS[2]) > tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[3])
-  redis.call('RPUSH', KEYS[3], '1')
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  wake(KEYS[3], ARGV[3])
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return {'OK', newest(r[2], r[1]), now_ms() + tonumber(ARGV[2])}

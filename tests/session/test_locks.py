@@ -268,3 +268,28 @@ async def test_a_lease_shortened_by_refresh_is_handed_over_when_it_runs_out(
     got = await waiter
     assert time.monotonic() - started < 3
     assert got.fencing_token == holder.fencing_token + 1
+
+
+@pytest.mark.parametrize("method", ["ConsumeSession", "DeleteSession"])
+async def test_waiters_learn_promptly_that_the_session_is_gone(
+    stub: pb_grpc.SessionServiceAsyncStub, method: str
+) -> None:
+    await create(stub, "gone-soon")
+    holder = await stub.AcquireLock(
+        pb.AcquireLockRequest(session_id="gone-soon", lease_ttl=seconds(30))
+    )
+    waiters = [
+        asyncio.ensure_future(
+            stub.AcquireLock(pb.AcquireLockRequest(session_id="gone-soon", wait_timeout=seconds(8)))
+        )
+        for _ in range(3)
+    ]
+    await asyncio.sleep(0.3)  # all three sleep on the 30 s lease
+    request = getattr(pb, f"{method}Request")(
+        session_id="gone-soon", fencing_token=holder.fencing_token
+    )
+    started = time.monotonic()
+    await getattr(stub, method)(request)  # the login step ends: the lease goes with the session
+    for waiter in waiters:
+        await fails(waiter, Code.NOT_FOUND, "SESSION_NOT_FOUND")
+    assert time.monotonic() - started < 3
