@@ -30,6 +30,10 @@ ALTERNATIVE_FRACTIONS = (0.5, 0.7, 0.15, 0.9)
 UNKNOWN_DURATION_ALTERNATIVES = (2.0, 5.0, 10.0, 20.0)
 # Candidates closer than this to one already tried would show the same picture.
 MIN_CANDIDATE_GAP = 0.25
+# A demuxer without a keyframe index (MPEG-TS) seeks to some packet before the
+# position, and decoding starts at the next keyframe: past the position, or
+# nowhere in the last GOP. Engines retry such a seek from this far back.
+SEEK_BACKOFF_SECONDS = (0.0, 2.0, 10.0)
 _SQUARES = [i * i for i in range(256)]
 
 

@@ -266,3 +266,25 @@ async def test_mpegts_with_a_start_offset(
     # Times are relative to the start of the video, not to the transport stream's clock.
     assert 0 <= result.metadata.frame_time.ToNanoseconds() / 1e9 < 3.0
     assert decode_image(result.data).stddev_luma >= 6
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_mpegts_seeks_land_at_or_before_the_position(
+    shared: CustomServer, ts_sample: bytes, engine: str
+) -> None:
+    # MPEG-TS has no keyframe index: a seek lands on some packet before the position, and
+    # decoding starts at the next keyframe, past it (in the last GOP there is none at all).
+    # Keyframes are at 0, 1 and 2 s of the clip; 25 fps.
+    async def frame_time(**options: object) -> float:
+        result = ok(
+            await generate(shared.channel, upload=ts_sample, engine=ENGINES[engine], **options)
+        )
+        return result.metadata.frame_time.ToNanoseconds() / 1e9
+
+    assert await frame_time() == pytest.approx(1.0, abs=0.001)
+    assert await frame_time(position_offset=_offset(2.5)) == pytest.approx(2.0, abs=0.001)
+    exact = await frame_time(position_offset=_offset(2.5), accuracy=pb.SEEK_ACCURACY_EXACT)
+    assert exact == pytest.approx(2.5, abs=0.021)
+    assert await frame_time(position_offset=_offset(1.5), accuracy=pb.SEEK_ACCURACY_EXACT) == (
+        pytest.approx(1.5, abs=0.021)
+    )

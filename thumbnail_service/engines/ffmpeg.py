@@ -19,7 +19,13 @@ import ffmpeg
 from thumbnail_service.engines import file_url
 from thumbnail_service.engines.process import ProcessLimits, run
 from thumbnail_service.errors import MediaError
-from thumbnail_service.framepick import LumaStats, Selection, candidates, choose_position
+from thumbnail_service.framepick import (
+    SEEK_BACKOFF_SECONDS,
+    LumaStats,
+    Selection,
+    candidates,
+    choose_position,
+)
 from thumbnail_service.geometry import Filter, Layout, filter_chain, fit
 from thumbnail_service.imaging import encode, measure, rgba_frame
 from thumbnail_service.model import ImageFormat, Limits, Spec, Thumbnail, VideoInfo
@@ -33,15 +39,23 @@ from thumbnail_service.probe import (
 )
 
 PROBE_OUTPUT_LIMIT = 1024 * 1024
-# showinfo's line for the first frame through the chain, which is the frame
-# written: ffmpeg decodes and filters a frame or two more before it notices
-# that ``-frames:v 1`` is satisfied, so later lines describe frames nobody
-# sees. Anchored at the line start so that metadata from the file, which
-# ffmpeg prints indented, cannot pose as a frame time.
-_FIRST_FRAME_TIME = re.compile(
-    r"^\[Parsed_showinfo_\d+ @ 0x[0-9a-f]+\] n:\s*0 pts:\s*-?\d+ pts_time:\s*(-?[0-9.]+)",
-    re.MULTILINE,
-)
+# Keyframes one retried keyframe seek may pass on its way to the position.
+MAX_SCANNED_KEYFRAMES = 64
+
+
+def _frame_time(stderr: str, n: int) -> float | None:
+    """The time showinfo logged for the ``n``-th frame through the chain.
+
+    ffmpeg filters a frame or two past ``-frames:v`` before it stops, so later
+    lines describe frames nobody sees. Anchored at the line start so that
+    metadata from the file, which ffmpeg prints indented, cannot pose as it.
+    """
+    line = re.search(
+        rf"^\[Parsed_showinfo_\d+ @ 0x[0-9a-f]+\] n:\s*{n} pts:\s*-?\d+ pts_time:\s*(-?[0-9.]+)",
+        stderr,
+        re.MULTILINE,
+    )
+    return float(line.group(1)) if line else None
 
 
 def decode_args(
@@ -52,11 +66,18 @@ def decode_args(
     exact: bool,
     chain: list[Filter],
     limits: Limits,
+    back: float = 0.0,
 ) -> list[str]:
-    """The ffmpeg command for one frame at ``position``, built with ffmpeg-python."""
+    """The ffmpeg command for the frame at ``position``, built with ffmpeg-python.
+
+    With ``back`` (a retry after a seek that landed past the position) the
+    seek goes that much earlier and a ``trim`` finds the position instead:
+    exact, the first frame from it; keyframe, every keyframe up to it (only
+    keyframes are decoded), of which the caller keeps the last.
+    """
     input_options: dict[str, object] = {
         "f": demuxer,
-        "ss": f"{position:.3f}",
+        "ss": f"{max(0.0, position - back):.3f}",
         "protocol_whitelist": PROTOCOL_WHITELIST,
         "format_whitelist": FORMAT_WHITELIST,
         "probesize": limits.probe_size_bytes,
@@ -66,14 +87,20 @@ def decode_args(
         "copyts": None,
         "start_at_zero": None,
     }
-    if not exact:
+    if back or not exact:
         input_options["noaccurate_seek"] = None
+    if back and not exact:
+        input_options["skip_frame"] = "nokey"
     # One decoding thread: a frame-threaded decoder holds back its first frame
     # until several more packets are in, which is pure waste for one picture.
     input_options["threads"] = 1 if not exact else 0
-    stream = ffmpeg.input(url, **input_options).video.filter("showinfo")
+    video = ffmpeg.input(url, **input_options).video
+    if back:
+        video = video.filter("trim", **{"start" if exact else "end": f"{position:.6f}"})
+    stream = video.filter("showinfo")
     for name, args, kwargs in chain:
         stream = stream.filter(name, *args, **kwargs)
+    frames = MAX_SCANNED_KEYFRAMES if back and not exact else 1
     output = stream.output(
         "pipe:1",
         format="rawvideo",
@@ -81,7 +108,7 @@ def decode_args(
         sn=None,
         dn=None,
         fps_mode="passthrough",
-        **{"frames:v": 1},
+        **{"frames:v": frames},
     ).global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "info")
     argv: list[str] = list(output.compile(cmd=binary))
     return argv
@@ -118,18 +145,46 @@ class FfmpegEngine:
         position: float,
         exact: bool,
         deadline: float,
+        back: float = 0.0,
     ) -> tuple[bytes, float] | None:
-        argv = decode_args(
-            self._ffmpeg, url, demuxer_for(info.container), position, exact, chain, self._limits
-        )
+        demuxer = demuxer_for(info.container)
+        argv = decode_args(self._ffmpeg, url, demuxer, position, exact, chain, self._limits, back)
         frame_size = layout.width * layout.height * 4
-        done = await run(argv, deadline=deadline, stdout_limit=frame_size, limits=self._process)
+        frames = MAX_SCANNED_KEYFRAMES if back and not exact else 1
+        done = await run(
+            argv, deadline=deadline, stdout_limit=frame_size * frames, limits=self._process
+        )
         if done.returncode != 0:
             raise open_failure(done.stderr)
-        if not done.stdout:
+        count = len(done.stdout) // frame_size
+        if count == 0:
             return None
-        first = _FIRST_FRAME_TIME.search(done.stderr)
-        return done.stdout, float(first.group(1)) if first else position
+        frame_time = _frame_time(done.stderr, count - 1)
+        raw = done.stdout[(count - 1) * frame_size : count * frame_size]
+        return raw, position if frame_time is None else frame_time
+
+    async def _grab_at(
+        self,
+        url: str,
+        info: VideoInfo,
+        layout: Layout,
+        chain: list[Filter],
+        position: float,
+        exact: bool,
+        deadline: float,
+    ) -> tuple[bytes, float] | None:
+        """The frame for ``position``; a seek that lands past it is retried from further back."""
+        # Past by more than a frame: the seek overshot (an exact seek may land one frame on).
+        limit = position + 1.0 / (info.frame_rate or 25.0) + 0.001
+        late = None
+        for back in SEEK_BACKOFF_SECONDS:
+            grabbed = await self._grab(url, info, layout, chain, position, exact, deadline, back)
+            if grabbed is not None and grabbed[1] <= limit:
+                return grabbed
+            late = late or grabbed
+            if position - back <= 0:
+                break
+        return late
 
     async def render(self, path: Path, size_bytes: int, spec: Spec, deadline: float) -> Thumbnail:
         info = await self.probe(path, size_bytes, deadline)
@@ -142,7 +197,7 @@ class FfmpegEngine:
         primary = choose_position(info.duration, spec.position_fraction, spec.position_seconds)
         selection: Selection[tuple[bytes, float]] = Selection(spec.allow_blank)
         for position, exact in candidates(info.duration, primary, spec.exact, spec.allow_blank):
-            grabbed = await self._grab(url, info, layout, chain, position, exact, deadline)
+            grabbed = await self._grab_at(url, info, layout, chain, position, exact, deadline)
             if grabbed is None and selection.tried == 0 and position > 0:
                 # Nothing at the position (unknown or lying duration): the first frame.
                 grabbed = await self._grab(url, info, layout, chain, 0.0, False, deadline)

@@ -19,7 +19,12 @@ import av.error
 import av.logging
 
 from thumbnail_service.errors import MediaError
-from thumbnail_service.framepick import Selection, candidates, choose_position
+from thumbnail_service.framepick import (
+    SEEK_BACKOFF_SECONDS,
+    Selection,
+    candidates,
+    choose_position,
+)
 from thumbnail_service.geometry import Layout, filter_args, filter_chain, fit, normalize_rotation
 from thumbnail_service.imaging import encode, measure
 from thumbnail_service.model import Limits, Spec, Thumbnail, VideoInfo
@@ -92,38 +97,87 @@ def _video_stream(container: Any, limits: Limits) -> Any:
 
 
 def _decode_at(container: Any, stream: Any, start: float, position: float, exact: bool) -> Any:
-    """The keyframe at or before ``position``, or (exact) the first frame at or after it."""
+    """The keyframe at or before ``position``, or (exact) the frame at it.
+
+    A seek that lands past the target is retried from further back
+    (``SEEK_BACKOFF_SECONDS``); there keyframe packets are scanned up to the
+    target without decoding them.
+    """
     time_base = stream.time_base or Fraction(1, 1_000_000)
     target = start + position
-    container.seek(int(target / time_base), stream=stream, backward=True, any_frame=False)
-    if not exact:
-        return _first_keyframe(container, stream)
     half_frame = 0.5 / float(stream.average_rate) if stream.average_rate else 0.0
-    for frame in container.decode(stream):
-        if frame.time is None or frame.time >= target - half_frame:
+    late = None
+    for back in SEEK_BACKOFF_SECONDS:
+        seek_to = max(start, target - back)
+        container.seek(int(seek_to / time_base), stream=stream, backward=True, any_frame=False)
+        if exact:
+            frame, landed_late = _decode_to(container, stream, target, half_frame)
+        elif back:
+            frame = _keyframe_before(container, stream, target + half_frame)
+            landed_late = frame is None
+        else:
+            frame = _first_keyframe(container, stream)
+            landed_late = frame is None or _time(frame) > target + half_frame
+        if not landed_late:
             return frame
-    return None
+        late = late or frame
+        if seek_to <= start:
+            break
+    return late
+
+
+def _time(frame: Any) -> float:
+    return -1.0 if frame.time is None else float(frame.time)
+
+
+def _decode_to(container: Any, stream: Any, target: float, half_frame: float) -> tuple[Any, bool]:
+    """The first frame at the target, and whether decoding began past it."""
+    first = True
+    for frame in container.decode(stream):
+        if first and _time(frame) > target + half_frame:
+            return frame, True
+        first = False
+        if frame.time is None or frame.time >= target - half_frame:
+            return frame, False
+    return None, first
+
+
+def _keyframe_before(container: Any, stream: Any, limit: float) -> Any:
+    """Decode the last keyframe packet at or before ``limit`` (None if the first is after)."""
+    chosen = None
+    for packet in container.demux(stream):
+        if packet.size == 0 or not packet.is_keyframe:
+            continue
+        pts = packet.pts if packet.pts is not None else packet.dts
+        if pts is not None and packet.time_base is not None and pts * packet.time_base > limit:
+            break
+        chosen = packet
+    return None if chosen is None else _decode_keyframe(stream, chosen)
 
 
 def _first_keyframe(container: Any, stream: Any) -> Any:
-    """Decode only the first keyframe packet, then drain the decoder.
+    """Decode only the first keyframe packet, then drain the decoder."""
+    for packet in container.demux(stream):
+        if packet.size > 0 and packet.is_keyframe:
+            return _decode_keyframe(stream, packet)
+    return None
+
+
+def _decode_keyframe(stream: Any, packet: Any) -> Any:
+    """The picture of one keyframe packet.
 
     A decoder with frame reordering holds its first picture back until later
     packets arrive; draining right after the keyframe releases it at once,
     which halves the cost of a 1080p H.264 thumbnail. (The next seek flushes
     the drained decoder.)
     """
-    for packet in container.demux(stream):
-        if packet.size == 0 or not packet.is_keyframe:
-            continue
-        frames = stream.decode(packet) or stream.decode(None)
-        if not frames:
-            return None
-        frame = frames[0]
-        # Drained frames come back without a time base; they share the stream's.
-        frame.time_base = stream.time_base
-        return frame
-    return None
+    frames = stream.decode(packet) or stream.decode(None)
+    if not frames:
+        return None
+    frame = frames[0]
+    # Drained frames come back without a time base; they share the stream's.
+    frame.time_base = stream.time_base
+    return frame
 
 
 def _info(container: Any, stream: Any, frame: Any, size_bytes: int, limits: Limits) -> VideoInfo:
