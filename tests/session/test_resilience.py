@@ -244,3 +244,31 @@ async def test_a_hung_redis_fails_calls_at_the_command_timeout(
                 hung.process.send_signal(signal.SIGCONT)
     finally:
         hung.stop()
+
+
+async def test_reads_ride_out_a_stall_by_retrying_and_writes_are_not_repeated(
+    tmp_path: Path, make_server: ServerFactory
+) -> None:
+    stalling = start_redis(tmp_path / "stalling")
+    try:
+        async with make_server(
+            REDIS_URL=stalling.url, REDIS_COMMAND_TIMEOUT_SECONDS="0.3", REDIS_RETRIES="8"
+        ) as served:
+            await create(served.stub, "paused", n=1)
+            with stalling.client() as admin:
+                admin.execute_command("CLIENT", "PAUSE", "1000", "ALL")
+            started = time.monotonic()
+            got = await served.stub.GetSession(pb.GetSessionRequest(session_id="paused"))
+            assert got.session.data["n"] == 1  # attempts timed out, a retry got through
+            assert time.monotonic() - started > 0.5
+            with stalling.client() as admin:
+                admin.execute_command("CLIENT", "PAUSE", "1000", "ALL")
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await served.stub.UpdateSession(
+                    pb.UpdateSessionRequest(session_id="paused", data=struct(n=2))
+                )
+            assert caught.value.code() == Code.UNAVAILABLE
+            assert time.monotonic() - started < 0.9  # one attempt, no retries
+    finally:
+        stalling.stop()
