@@ -8,7 +8,8 @@ import hashlib
 import json
 
 from session_service.server import RunningServer
-from tests.session.conftest import create
+from tests.helpers.redis import RedisProcess
+from tests.session.conftest import create, network_commands
 from tggod.session.v1 import session_service_pb2 as pb
 from tggod.session.v1 import session_service_pb2_grpc as pb_grpc
 
@@ -53,3 +54,15 @@ async def test_a_token_of_the_previous_format_still_resumes(
         seen |= {m.session_id for m in page.sessions}
         token = page.next_page_token
     assert seen == ids
+
+
+async def test_listing_scans_and_never_uses_keys(
+    stub: pb_grpc.SessionServiceAsyncStub, redis_server: RedisProcess
+) -> None:
+    await asyncio.gather(*(create(stub, f"scan:{i}") for i in range(5)))
+    async with network_commands(redis_server) as sent:
+        page = await stub.ListSessions(pb.ListSessionsRequest(page_size=100))
+    assert len(page.sessions) == 5
+    verbs = {command.split()[0].upper().strip('"') for command in sent}
+    assert "SCAN" in verbs
+    assert "KEYS" not in verbs
