@@ -1,4 +1,4 @@
-"""Redis URLs the service accepts: unix sockets, passwords, TLS."""
+"""Redis connections: the URLs the service accepts (unix sockets, passwords, TLS) and its pool."""
 
 from __future__ import annotations
 
