@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import grpc
 import pytest
 import pytest_asyncio
 import redis
@@ -14,7 +15,9 @@ from prometheus_client import REGISTRY
 from session_service import client as sc
 from session_service.server import RunningServer
 from tests.helpers.redis import free_port, start_redis
+from tests.session.certs import make_certificates
 from tests.session.conftest import ServerFactory, create, stored_bytes
+from tggod.session.v1 import session_service_pb2_grpc as pb_grpc
 
 
 @pytest_asyncio.fixture
@@ -141,3 +144,28 @@ async def test_only_idempotent_calls_are_retried(
                 assert _unavailable_count("UpdateSession") - before == 1
     finally:
         down.stop()
+
+
+async def test_tls_client_trusts_only_the_given_ca(
+    session_server: RunningServer, tmp_path: Path
+) -> None:
+    ca, cert, key = make_certificates(tmp_path / "tls")
+    tls_server = grpc.aio.server()
+    pb_grpc.add_SessionServiceServicer_to_server(session_server.servicer, tls_server)
+    credentials = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+    port = tls_server.add_secure_port("127.0.0.1:0", credentials)
+    await tls_server.start()
+    try:
+        async with sc.SessionClient(
+            f"127.0.0.1:{port}", tls=True, root_certificates=ca.read_bytes(), timeout=5
+        ) as trusted:
+            info = await trusted.create({"over": "tls"})
+            assert (await trusted.get(info.session_id)).data == {"over": "tls"}
+        other_ca, _, _ = make_certificates(tmp_path / "other")
+        async with sc.SessionClient(
+            f"127.0.0.1:{port}", root_certificates=other_ca.read_bytes(), timeout=2
+        ) as untrusted:
+            with pytest.raises((sc.UnavailableError, sc.DeadlineError)):
+                await untrusted.get(info.session_id)
+    finally:
+        await tls_server.stop(None)
