@@ -272,3 +272,16 @@ async def test_reads_ride_out_a_stall_by_retrying_and_writes_are_not_repeated(
             assert time.monotonic() - started < 0.9  # one attempt, no retries
     finally:
         stalling.stop()
+
+
+async def test_shutdown_tells_health_watchers_not_serving_before_closing(
+    make_server: ServerFactory,
+) -> None:
+    async with make_server() as served:
+        health = health_pb2_grpc.HealthStub(served.channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert (await watch.read()).status == SERVING
+        stopping = asyncio.ensure_future(served.running.stop(1.0))
+        # A watching load balancer hears NOT_SERVING while calls still drain.
+        assert (await watch.read()).status == NOT_SERVING
+        await stopping
