@@ -30,6 +30,8 @@ from tests.thumbnail.conftest import (
 )
 from tggod.thumbnail.v1 import thumbnail_service_pb2 as pb
 from tggod.thumbnail.v1 import thumbnail_service_pb2_grpc as pb_grpc
+from thumbnail_service.errors import MediaError
+from thumbnail_service.limits import Admission
 
 # An exact seek deep into a clip with a single keyframe: hundreds of frames to decode.
 SLOW = {"position_fraction": 0.9, "accuracy": pb.SEEK_ACCURACY_EXACT}
@@ -339,3 +341,40 @@ async def test_a_stalled_stream_gives_its_admission_back(
             assert await eventually(lambda: clean(custom.spool_root))
             ok(await generate(custom.channel, media_path="sample.mp4"))
         release.set()
+
+
+async def test_admission_never_leaks_a_place_on_errors_or_cancellation() -> None:
+    admission = Admission(concurrency=1, queue=1)
+    holder_in, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        with admission.admit():
+            async with admission.slot():
+                holder_in.set()
+                await release.wait()
+
+    async def queue_for_a_slot() -> None:
+        with admission.admit():
+            async with admission.slot():
+                pass
+
+    holder = asyncio.create_task(hold())
+    await holder_in.wait()
+    waiter = asyncio.create_task(queue_for_a_slot())
+    await asyncio.sleep(0.01)
+    with pytest.raises(MediaError) as caught, admission.admit():
+        pass
+    assert caught.value.reason == "OVERLOADED"
+    waiter.cancel()  # a client that goes away while queued
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    release.set()
+    await holder
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError), admission.admit():
+            async with asyncio.timeout(1), admission.slot():
+                1 / 0  # noqa: B018
+    # Every place is free again: two admissions, and the one slot at once.
+    with admission.admit(), admission.admit():
+        async with asyncio.timeout(1), admission.slot():
+            pass
