@@ -136,6 +136,7 @@ async def test_zero_byte_input(guarded: CustomServer, kind: str) -> None:
         ("", BAD_INPUT, "PATH_REJECTED"),
         ("sub\\..\\..\\x", BAD_INPUT, "PATH_REJECTED"),
         ("a" * 5000, BAD_INPUT, "PATH_REJECTED"),
+        ("sub/good.mp4\x00.txt", BAD_INPUT, "PATH_REJECTED"),  # NUL: C would stop reading here
         ("missing.mp4", grpc.StatusCode.NOT_FOUND, "MEDIA_NOT_FOUND"),
         ("sub/missing.mp4", grpc.StatusCode.NOT_FOUND, "MEDIA_NOT_FOUND"),
     ],
