@@ -178,7 +178,8 @@ def thumbnail_round_trip(port: int, video: Path) -> None:
         stub = thumb_grpc.ThumbnailServiceStub(channel)
         by_path = thumb_pb.VideoSource(media_path=video.name)
         probed = stub.ProbeVideo(
-            iter([thumb_pb.ProbeVideoRequest(header=thumb_pb.ProbeVideoHeader(source=by_path))])
+            iter([thumb_pb.ProbeVideoRequest(header=thumb_pb.ProbeVideoHeader(source=by_path))]),
+            timeout=30,
         )
         assert probed.video.width > 0
         data = video.read_bytes()
@@ -297,26 +298,28 @@ def test_the_declared_probes_pass_when_started_exactly_as_the_container(
         )
     try:
         startup = container["startupProbe"]
-        budget = min(30.0, startup["periodSeconds"] * startup["failureThreshold"])
+        # The kubelet's budget: periodSeconds * failureThreshold of the startup probe.
+        budget = float(startup["periodSeconds"] * startup["failureThreshold"])
+        grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
         try:
             for probe in probes:
                 wait_serving(process, local_port, probe["grpc"].get("service", ""), budget)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- service output ---\n{log.read_text()}") from None
-        with urllib.request.urlopen(f"http://127.0.0.1:{local_metrics}/metrics", timeout=5) as r:
-            assert r.status == 200
-            assert re.search(rb"^# TYPE ", r.read(), re.MULTILINE)
-        if spec.deployment == "session-service":
-            session_round_trip(local_port)
-        else:
-            media = Path(env["THUMBNAIL_MEDIA_ROOT"])
-            assert media in launch.volumes.values(), "the media root is the mounted volume"
-            shutil.copyfile(sample_video, media / sample_video.name)
-            thumbnail_round_trip(local_port, media / sample_video.name)
-
-        process.send_signal(signal.SIGTERM)
-        grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
-        assert process.wait(timeout=grace) == 0, log.read_text()
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{local_metrics}/metrics", timeout=5
+            ) as r:
+                assert r.status == 200
+                assert re.search(rb"^# TYPE ", r.read(), re.MULTILINE)
+            if spec.deployment == "session-service":
+                session_round_trip(local_port)
+            else:
+                media = Path(env["THUMBNAIL_MEDIA_ROOT"])
+                assert media in launch.volumes.values(), "the media root is the mounted volume"
+                shutil.copyfile(sample_video, media / sample_video.name)
+                thumbnail_round_trip(local_port, media / sample_video.name)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=grace) == 0, "SIGTERM must end the service cleanly"
+        except (AssertionError, grpc.RpcError, OSError, subprocess.TimeoutExpired) as exc:
+            raise AssertionError(f"{exc!r}\n--- service output ---\n{log.read_text()}") from exc
     finally:
         if process.poll() is None:
             process.kill()
