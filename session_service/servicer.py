@@ -24,7 +24,7 @@ from session_service.errors import (
 from session_service.leases import Leases
 from session_service.listing import Lister
 from session_service.model import Metadata
-from session_service.store import SessionStore
+from session_service.store import ANSWER_BY, SessionStore
 from session_service.validation import MAX_MASK_PATHS, Checker, duration_ms
 from tggod.session.v1 import session_service_pb2 as pb
 from tggod.session.v1 import session_service_pb2_grpc as pb_grpc
@@ -52,6 +52,8 @@ def _rpc(
             if self.shutting_down:
                 raise ShuttingDown()
             remaining: float | None = context.time_remaining()
+            if remaining is not None:
+                ANSWER_BY.set(asyncio.get_running_loop().time() + remaining)
             async with asyncio.timeout(remaining):
                 response = await handler(self, request, context)
         except ServiceError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from importlib import resources
 from typing import Any
 
@@ -61,7 +62,14 @@ _UNAVAILABLE = (
     redis_errors.MasterDownError,
 )
 
+_BACKOFF_CAP_SECONDS = 0.2
+
 Merge = Callable[[bytes | None], bytes]
+
+# The event-loop time by which the current RPC must answer (None: no deadline), set by
+# the servicer. A retry that could not finish by then is not started, so a caller whose
+# Redis hangs hears STORE_UNAVAILABLE instead of seeing its own deadline pass.
+ANSWER_BY: ContextVar[float | None] = ContextVar("answer_by", default=None)
 
 
 def _source(name: str) -> str:
@@ -89,7 +97,7 @@ class SessionStore:
         self.crypto = crypto
         self._prefix = prefix
         self._scripts = {n: backend.commands.register_script(_source(n)) for n in SCRIPTS}
-        self._retry = Retry(EqualJitterBackoff(cap=0.2, base=0.01), retries)
+        self._retry = Retry(EqualJitterBackoff(cap=_BACKOFF_CAP_SECONDS, base=0.01), retries)
         self.command_timeout = command_timeout
         self.on_unavailable = on_unavailable
         self.serial = KeyedLocks()
@@ -136,7 +144,9 @@ class SessionStore:
         try:
             async with self.backend.slot(waiting=waiting):
                 if idempotent:
-                    return await self._retry.call_with_retry(attempt, noop)
+                    return await self._retry.call_with_retry(
+                        attempt, noop, is_retryable=lambda _error: self._time_for_another()
+                    )
                 return await attempt()
         except _UNAVAILABLE as exc:
             metrics.REDIS_ERRORS.labels(type(exc).__name__).inc()
@@ -146,6 +156,13 @@ class SessionStore:
             metrics.REDIS_ERRORS.labels(type(exc).__name__).inc()
             log.error("unexpected redis error", extra={"error": type(exc).__name__})
             raise Internal() from exc
+
+    def _time_for_another(self) -> bool:
+        answer_by = ANSWER_BY.get()
+        if answer_by is None:
+            return True
+        left = answer_by - asyncio.get_running_loop().time()
+        return left > self.command_timeout + _BACKOFF_CAP_SECONDS
 
     async def script(
         self, name: str, keys: Sequence[str], args: Sequence[str | bytes], *, idempotent: bool

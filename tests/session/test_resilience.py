@@ -18,7 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.helpers.redis import RedisProcess, free_port, start_redis
-from tests.session.conftest import ServerFactory, create, error_info, seconds, struct
+from tests.session.conftest import ServerFactory, create, error_info, fails, seconds, struct
 from tggod.session.v1 import session_service_pb2 as pb
 from tggod.session.v1 import session_service_pb2_grpc as pb_grpc
 
@@ -285,3 +285,28 @@ async def test_shutdown_tells_health_watchers_not_serving_before_closing(
         # A watching load balancer hears NOT_SERVING while calls still drain.
         assert (await watch.read()).status == NOT_SERVING
         await stopping
+
+
+async def test_a_read_retries_only_while_its_deadline_leaves_room_to_answer(
+    tmp_path: Path, make_server: ServerFactory
+) -> None:
+    hung = start_redis(tmp_path / "hung-read")
+    try:
+        async with make_server(
+            REDIS_URL=hung.url, REDIS_COMMAND_TIMEOUT_SECONDS="0.5", REDIS_RETRIES="5"
+        ) as served:
+            await create(served.stub, "slow")
+            assert hung.process is not None
+            hung.process.send_signal(signal.SIGSTOP)
+            try:
+                # Six attempts of 0.5 s do not fit in 1.5 s: the service must stop retrying in
+                # time to say why, or the caller only sees its own deadline pass.
+                await fails(
+                    served.stub.GetSession(pb.GetSessionRequest(session_id="slow"), timeout=1.5),
+                    Code.UNAVAILABLE,
+                    "STORE_UNAVAILABLE",
+                )
+            finally:
+                hung.process.send_signal(signal.SIGCONT)
+    finally:
+        hung.stop()
