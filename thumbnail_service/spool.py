@@ -4,12 +4,14 @@ Many MP4s keep their index at the end, so a video cannot be decoded from a
 pipe; it is written to a file that only the server can read (``mkstemp``:
 mode 0600, inside a private 0700 directory) and removed on every exit path,
 including client cancellation. Chunks go straight to the file descriptor, so
-memory stays flat whatever the upload size.
+memory stays flat whatever the upload size. A directory whose process died
+is removed by the next ``Spool`` started beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -21,11 +23,45 @@ from thumbnail_service.errors import MediaError
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
 
 
+PREFIX = "thumbnail-spool-"
+
+
+def _lock(directory: Path) -> int | None:
+    """An exclusive ``flock`` on ``directory``, or None while another process holds it."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def remove_abandoned(parent: Path) -> None:
+    """Delete the spool directories of processes that died without ``close``.
+
+    A crash or an OOM kill skips every cleanup, and the next process (the
+    same container restarted, on the same volume) would start beside up to
+    MAX_CONCURRENCY + MAX_QUEUE orphaned uploads. Each live process holds a
+    lock on its own directory; one nobody holds is abandoned.
+    """
+    for candidate in parent.glob(f"{PREFIX}*"):
+        with contextlib.suppress(OSError):
+            fd = _lock(candidate)
+            if fd is not None:
+                shutil.rmtree(candidate, ignore_errors=True)
+                os.close(fd)
+
+
 class Spool:
     """A private directory for upload files; ``close`` removes it with anything left in it."""
 
     def __init__(self, parent: Path, max_upload_bytes: int) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="thumbnail-spool-", dir=parent))
+        remove_abandoned(parent)
+        self.directory = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
+        lock = _lock(self.directory)
+        assert lock is not None  # a directory nobody else has seen yet
+        self._lock = lock
         self.max_upload_bytes = max_upload_bytes
 
     def check_declared(self, declared: int) -> None:
@@ -70,3 +106,6 @@ class Spool:
 
     def close(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1

@@ -32,6 +32,7 @@ from tggod.thumbnail.v1 import thumbnail_service_pb2 as pb
 from tggod.thumbnail.v1 import thumbnail_service_pb2_grpc as pb_grpc
 from thumbnail_service.errors import MediaError
 from thumbnail_service.limits import Admission
+from thumbnail_service.spool import Spool
 
 # An exact seek deep into a clip with a single keyframe: hundreds of frames to decode.
 SLOW = {"position_fraction": 0.9, "accuracy": pb.SEEK_ACCURACY_EXACT}
@@ -378,3 +379,21 @@ async def test_admission_never_leaks_a_place_on_errors_or_cancellation() -> None
     with admission.admit(), admission.admit():
         async with asyncio.timeout(1), admission.slot():
             pass
+
+
+def test_a_new_spool_removes_what_a_dead_process_left(tmp_path: Path) -> None:
+    live = Spool(tmp_path, 1024)
+    abandoned = tmp_path / "thumbnail-spool-crashed"  # its process died: nobody holds its lock
+    abandoned.mkdir()
+    (abandoned / "upload-half").write_bytes(b"\0" * 1000)
+    unrelated = tmp_path / "something-else"
+    unrelated.mkdir()
+    second = Spool(tmp_path, 1024)
+    try:
+        assert not abandoned.exists()
+        assert live.directory.is_dir()  # alive: left alone
+        assert unrelated.is_dir()
+    finally:
+        second.close()
+        live.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["something-else"]
