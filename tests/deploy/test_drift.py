@@ -237,7 +237,7 @@ def test_the_manifest_sets_exactly_the_settings_the_code_reads(
     missing = recording.read - provided - UNSET_ON_PURPOSE
     assert not missing, (
         f"{spec.deployment} reads settings the manifests do not set: {sorted(missing)}; add them "
-        f"to deploy/k8s/base/{spec.deployment}.env (or a Secret reference)"
+        f"to deploy/k8s/base/{spec.deployment}.properties (or a Secret reference)"
     )
 
 
