@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from session_service import client as sc
 from session_service.server import RunningServer
 from tests.helpers.redis import free_port, start_redis
-from tests.session.certs import make_certificates
+from tests.helpers.tls import make_certificates
 from tests.session.conftest import ServerFactory, create, stored_bytes
 from tggod.session.v1 import session_service_pb2_grpc as pb_grpc
 

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from tests.helpers.redis import RedisProcess, free_port, start_redis
-from tests.session.certs import make_certificates
+from tests.helpers.tls import make_certificates
 from tests.session.conftest import ServerFactory, create, fails
 from tggod.session.v1 import session_service_pb2 as pb
 
