@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from pathlib import Path
 
 import ffmpeg
 
 from thumbnail_service.engines import file_url
-from thumbnail_service.engines.process import ProcessLimits, run
+from thumbnail_service.engines.process import ProcessLimits, prlimit_binary, run
 from thumbnail_service.errors import MediaError
 from thumbnail_service.framepick import (
     SEEK_BACKOFF_SECONDS,
@@ -227,7 +228,11 @@ class FfmpegEngine:
         )
 
     async def start(self) -> None:
-        """Nothing to start: every process lives only as long as its request."""
+        """Check the tools exist; every process itself lives only as long as its request."""
+        for binary in (self._ffmpeg, self._ffprobe):
+            if shutil.which(binary) is None:
+                raise RuntimeError(f"{binary} is not installed or not on PATH")
+        prlimit_binary()
 
     async def close(self) -> None:
         """Nothing to stop: every process lives only as long as its request."""

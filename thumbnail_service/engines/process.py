@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
+import shutil
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,13 +57,28 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def _apply_limits(pid: int, limits: ProcessLimits) -> None:
-    # prlimit after exec instead of preexec_fn: preexec_fn is unsafe in a
-    # process that runs gRPC threads, and the child allocates nothing big
-    # before it has parsed its arguments and opened the input.
-    with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
-        resource.prlimit(pid, resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.prlimit(pid, resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
+def prlimit_binary() -> str:
+    """util-linux's prlimit, which every Debian system has (it is Essential)."""
+    binary = shutil.which("prlimit")
+    if binary is None:
+        raise RuntimeError("prlimit (util-linux) is missing: decoders cannot be resource-limited")
+    return binary
+
+
+def limited(argv: Sequence[str], limits: ProcessLimits) -> list[str]:
+    """``argv`` run under address-space and CPU-time limits from its first instruction.
+
+    prlimit sets the limits on itself and then execs the tool, keeping the pid and the process
+    group. preexec_fn could do the same but is unsafe in a process that runs gRPC threads, and
+    limiting the child after it started leaves a window in which a hostile file runs unlimited.
+    """
+    return [
+        prlimit_binary(),
+        f"--as={limits.memory_bytes}",
+        f"--cpu={limits.cpu_seconds}",
+        "--",
+        *argv,
+    ]
 
 
 async def run(
@@ -78,14 +93,13 @@ async def run(
     if deadline <= loop.time():
         raise MediaError("PROCESSING_TIMEOUT", "the processing time limit was reached")
     proc = await asyncio.create_subprocess_exec(
-        *argv,
+        *limited(argv, limits),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
     try:
-        _apply_limits(proc.pid, limits)
         assert proc.stdout is not None
         assert proc.stderr is not None
         async with asyncio.timeout_at(deadline):
