@@ -113,8 +113,12 @@ class SessionClient:
         root_certificates: bytes | None = None,
         private_key: bytes | None = None,
         certificate_chain: bytes | None = None,
+        token: str | None = None,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
+        # Sent as call metadata rather than call credentials, which gRPC only allows on TLS
+        # channels: inside a cluster the token often travels over a mesh-encrypted plain channel.
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         channel_options = [
             ("grpc.service_config", SERVICE_CONFIG),
             ("grpc.enable_retries", 1),
@@ -141,7 +145,9 @@ class SessionClient:
 
     async def _call(self, method: str, request: Any, deadline: float | None) -> Any:
         try:
-            return await getattr(self._stub, method)(request, timeout=deadline or self._timeout)
+            return await getattr(self._stub, method)(
+                request, timeout=deadline or self._timeout, metadata=self._metadata
+            )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from None
 
@@ -321,6 +327,7 @@ def shared_client() -> SessionClient:
             timeout=float(os.environ.get("SESSION_SERVICE_TIMEOUT_SECONDS", "5")),
             tls=os.environ.get("SESSION_SERVICE_TLS", "").lower() in ("1", "true", "yes"),
             root_certificates=Path(ca).read_bytes() if ca else None,
+            token=os.environ.get("SESSION_SERVICE_TOKEN") or None,
         )
         _shared = (loop, client)
     return _shared[1]

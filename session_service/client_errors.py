@@ -9,6 +9,7 @@ SessionError                  any failed call; .code, .reason, .message
 ├── LockHeldError             LOCK_HELD
 ├── LockLostError             LOCK_LOST
 ├── SessionCorruptError       SESSION_CORRUPT
+├── UnauthenticatedError      UNAUTHENTICATED: no or an unknown bearer token
 ├── UnavailableError          STORE_UNAVAILABLE, SHUTTING_DOWN, or no server reachable
 └── DeadlineError             DEADLINE_EXCEEDED
 """
@@ -62,6 +63,10 @@ class SessionCorruptError(SessionError):
     pass
 
 
+class UnauthenticatedError(SessionError):
+    pass
+
+
 class UnavailableError(SessionError):
     pass
 
@@ -79,6 +84,7 @@ _BY_REASON: dict[str, type[SessionError]] = {
     "LOCK_HELD": LockHeldError,
     "LOCK_LOST": LockLostError,
     "SESSION_CORRUPT": SessionCorruptError,
+    "UNAUTHENTICATED": UnauthenticatedError,
     "STORE_UNAVAILABLE": UnavailableError,
     "SHUTTING_DOWN": UnavailableError,
     "DEADLINE_EXCEEDED": DeadlineError,

@@ -165,6 +165,22 @@ class Limits:
     max_lock_wait_ms: int = 60_000
 
 
+MIN_CLIENT_TOKEN_LENGTH = 32
+
+
+def client_tokens(env: Mapping[str, str], name: str) -> tuple[bytes, ...]:
+    """Comma-separated bearer tokens; several at once let a rotation overlap."""
+    tokens = tuple(t.strip() for t in env.get(name, "").split(",") if t.strip())
+    for token in tokens:
+        if len(token) < MIN_CLIENT_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
+            raise ConfigError(
+                f"{name}: every token must be at least {MIN_CLIENT_TOKEN_LENGTH} printable ASCII "
+                "characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+    return tuple(t.encode() for t in tokens)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every knob of the session service. Handlers never read ``os.environ``."""
@@ -191,6 +207,8 @@ class Settings:
     max_connection_age_seconds: float
     health_interval_seconds: float
     log_level: str
+    # Bearer tokens callers must present; empty means no caller authentication.
+    client_tokens: tuple[bytes, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -256,4 +274,5 @@ class Settings:
             ),
             health_interval_seconds=_float(env, "SESSION_HEALTH_INTERVAL_SECONDS", 1.0, 0.05, 60),
             log_level=_log_level(env.get("LOG_LEVEL", "INFO")),
+            client_tokens=client_tokens(env, "SESSION_CLIENT_TOKENS"),
         )

@@ -14,6 +14,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from session_service.auth import TokenAuth
 from session_service.backend import connect
 from session_service.config import Settings
 from session_service.crypto import Crypto
@@ -117,11 +118,12 @@ async def start(settings: Settings) -> RunningServer:
     servicer = SessionServicer(store, settings.limits)
     grace_ms = int(settings.shutdown_grace_seconds * 1000)
     server = grpc.aio.server(
+        interceptors=[TokenAuth(settings.client_tokens)] if settings.client_tokens else [],
         options=[
             # Bounded connection age makes clients re-resolve, so new replicas get traffic.
             ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
             ("grpc.max_connection_age_grace_ms", max(grace_ms, 1000)),
-        ]
+        ],
     )
     session_service_pb2_grpc.add_SessionServiceServicer_to_server(servicer, server)
     health = HealthServicer()
@@ -149,8 +151,13 @@ async def start(settings: Settings) -> RunningServer:
             "port": port,
             "encryption_key_id": crypto.primary_key_id,
             "redis_ok": watcher.serving,
+            "client_auth": bool(settings.client_tokens),
         },
     )
+    if not settings.client_tokens:
+        log.warning(
+            "SESSION_CLIENT_TOKENS is empty: any caller that reaches the port may use the service"
+        )
     return RunningServer(server, health, port, servicer, store, watcher, task)
 
 
