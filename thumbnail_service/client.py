@@ -136,6 +136,7 @@ class ThumbnailClient:
         *,
         timeout: float = 30.0,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
         chunk_bytes: int = CHUNK_BYTES,
     ) -> None:
         """``credentials`` (e.g. ``grpc.ssl_channel_credentials(...)``) switch TLS on."""
@@ -145,6 +146,9 @@ class ThumbnailClient:
             self._channel = grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.ThumbnailServiceStub(self._channel)
         self._timeout = timeout
+        # Call metadata, not call credentials: those demand TLS, and in a mesh the channel is
+        # often plain while the mesh encrypts.
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._chunk_bytes = chunk_bytes
 
     async def __aenter__(self) -> ThumbnailClient:
@@ -195,7 +199,7 @@ class ThumbnailClient:
         image = bytearray()
         try:
             async for reply in self._stub.GenerateThumbnail(
-                requests(), timeout=deadline_seconds or self._timeout
+                requests(), timeout=deadline_seconds or self._timeout, metadata=self._metadata
             ):
                 if reply.WhichOneof("part") == "metadata":
                     metadata = reply.metadata
@@ -257,7 +261,7 @@ class ThumbnailClient:
 
         try:
             reply = await self._stub.ProbeVideo(
-                requests(), timeout=deadline_seconds or self._timeout
+                requests(), timeout=deadline_seconds or self._timeout, metadata=self._metadata
             )
         except grpc.aio.AioRpcError as error:
             source_chunks.reraise()
@@ -295,7 +299,8 @@ async def agenerate_video_thumbnail(video_path: str, thumbnail_path: str) -> boo
     try:
         timeout = float(os.environ.get("THUMBNAIL_CLIENT_TIMEOUT_SECONDS", "30"))
         media_path = _under_media_root(video_path, os.environ.get("THUMBNAIL_CLIENT_MEDIA_ROOT"))
-        async with ThumbnailClient(addr, timeout=timeout) as client:
+        token = os.environ.get("THUMBNAIL_SERVICE_TOKEN") or None
+        async with ThumbnailClient(addr, timeout=timeout, token=token) as client:
             if media_path is not None:
                 thumbnail = await client.generate_from_media_path(media_path)
             else:

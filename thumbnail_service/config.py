@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ENGINE_NAMES = ("pyav", "ffmpeg")
@@ -66,6 +66,22 @@ def _directory(env: Mapping[str, str], name: str, default: str) -> Path | None:
 MIB = 1024 * 1024
 
 
+MIN_CLIENT_TOKEN_LENGTH = 32
+
+
+def _client_tokens(env: Mapping[str, str], name: str) -> tuple[bytes, ...]:
+    """Comma-separated bearer tokens; several at once let a rotation overlap."""
+    tokens = tuple(t.strip() for t in env.get(name, "").split(",") if t.strip())
+    for token in tokens:
+        if len(token) < MIN_CLIENT_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
+            raise ConfigError(
+                f"{name}: every token must be at least {MIN_CLIENT_TOKEN_LENGTH} printable ASCII "
+                "characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+    return tuple(t.encode() for t in tokens)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every knob of the thumbnail service. Handlers never read ``os.environ``."""
@@ -93,6 +109,8 @@ class Settings:
     worker_max_tasks: int
     ffmpeg_binary: str
     ffprobe_binary: str
+    # Bearer tokens callers must present; empty means no caller authentication.
+    client_tokens: tuple[bytes, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -138,4 +156,5 @@ class Settings:
             worker_max_tasks=_int(env, "THUMBNAIL_WORKER_MAX_TASKS", 500, 0, 1 << 30),
             ffmpeg_binary=env.get("THUMBNAIL_FFMPEG", "ffmpeg"),
             ffprobe_binary=env.get("THUMBNAIL_FFPROBE", "ffprobe"),
+            client_tokens=_client_tokens(env, "THUMBNAIL_CLIENT_TOKENS"),
         )

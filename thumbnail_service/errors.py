@@ -40,6 +40,7 @@ REASON_CODES: Mapping[str, grpc.StatusCode] = {
     "OUTPUT_TOO_LARGE": grpc.StatusCode.INVALID_ARGUMENT,
     "SHUTTING_DOWN": grpc.StatusCode.UNAVAILABLE,
     "INTERNAL": grpc.StatusCode.INTERNAL,
+    "UNAUTHENTICATED": grpc.StatusCode.UNAUTHENTICATED,
 }
 
 

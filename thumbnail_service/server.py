@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from tggod.thumbnail.v1 import thumbnail_service_pb2, thumbnail_service_pb2_grpc
+from thumbnail_service.auth import TokenAuth
 from thumbnail_service.config import Settings
 from thumbnail_service.limits import Admission
 from thumbnail_service.servicer import ThumbnailServicer
@@ -78,7 +79,10 @@ async def start(settings: Settings) -> RunningServer:
         servicer = ThumbnailServicer(
             settings, thumbnailer, Admission(settings.max_concurrency, settings.max_queue), spool
         )
-        server = grpc.aio.server(options=server_options(settings))
+        server = grpc.aio.server(
+            interceptors=[TokenAuth(settings.client_tokens)] if settings.client_tokens else [],
+            options=server_options(settings),
+        )
         thumbnail_service_pb2_grpc.add_ThumbnailServiceServicer_to_server(servicer, server)
         health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -108,8 +112,16 @@ async def serve(settings: Settings) -> None:
     running = await start(settings)
     log.info(
         "thumbnail service listening",
-        extra={"port": running.port, "default_engine": settings.default_engine},
+        extra={
+            "port": running.port,
+            "default_engine": settings.default_engine,
+            "client_auth": bool(settings.client_tokens),
+        },
     )
+    if not settings.client_tokens:
+        log.warning(
+            "THUMBNAIL_CLIENT_TOKENS is empty: any caller that reaches the port may use the service"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -117,6 +117,8 @@ def test_secrets(redis_password: str, tls_cluster: TlsCluster) -> SecretValues:
             ("session-encryption-keys", "naming-key"): new_key_material(),
             ("redis-auth", "password"): redis_password,
             ("redis-tls-ca", "ca.crt"): tls_cluster.ca_pem,
+            ("service-client-tokens", "session"): secrets.token_urlsafe(32),
+            ("service-client-tokens", "thumbnail"): secrets.token_urlsafe(32),
         }
     )
 
@@ -172,14 +174,16 @@ def point_at_local_redis(env: dict[str, str], plain: RedisProcess, tls_cluster: 
     env["REDIS_URL"] = urllib.parse.urlunsplit(url._replace(netloc=netloc))
 
 
-def thumbnail_round_trip(port: int, video: Path) -> None:
+def thumbnail_round_trip(port: int, video: Path, token: str) -> None:
     """Probe the video from the media root and as an upload; thumbnail it with each engine."""
+    auth = (("authorization", f"Bearer {token}"),)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = thumb_grpc.ThumbnailServiceStub(channel)
         by_path = thumb_pb.VideoSource(media_path=video.name)
         probed = stub.ProbeVideo(
             iter([thumb_pb.ProbeVideoRequest(header=thumb_pb.ProbeVideoHeader(source=by_path))]),
             timeout=30,
+            metadata=auth,
         )
         assert probed.video.width > 0
         data = video.read_bytes()
@@ -192,6 +196,7 @@ def thumbnail_round_trip(port: int, video: Path) -> None:
                 ]
             ),
             timeout=30,
+            metadata=auth,
         )
         assert uploaded.video.width == probed.video.width
         for engine in (thumb_pb.ENGINE_PYAV, thumb_pb.ENGINE_FFMPEG):
@@ -200,26 +205,29 @@ def thumbnail_round_trip(port: int, video: Path) -> None:
             )
             responses = list(
                 stub.GenerateThumbnail(
-                    iter([thumb_pb.GenerateThumbnailRequest(header=header)]), timeout=30
+                    iter([thumb_pb.GenerateThumbnailRequest(header=header)]),
+                    timeout=30,
+                    metadata=auth,
                 )
             )
             image = b"".join(r.chunk for r in responses if r.WhichOneof("part") == "chunk")
             assert image.startswith(b"\xff\xd8"), (engine, responses[:1])
 
 
-def session_round_trip(port: int) -> None:
+def session_round_trip(port: int, token: str) -> None:
     """Store a session and read it back: Redis, password, keyring and naming key all work."""
     data = struct_pb2.Struct()
     data.update({"probe": "drift"})
+    auth = (("authorization", f"Bearer {token}"),)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = session_service_pb2_grpc.SessionServiceStub(channel)
         created = stub.CreateSession(
-            session_service_pb2.CreateSessionRequest(data=data), timeout=10
+            session_service_pb2.CreateSessionRequest(data=data), timeout=10, metadata=auth
         )
         session_id = created.metadata.session_id
         assert session_id
         got = stub.GetSession(
-            session_service_pb2.GetSessionRequest(session_id=session_id), timeout=10
+            session_service_pb2.GetSessionRequest(session_id=session_id), timeout=10, metadata=auth
         )
         assert got.session.data == data
 
@@ -310,12 +318,14 @@ def test_the_declared_probes_pass_when_started_exactly_as_the_container(
                 assert r.status == 200
                 assert re.search(rb"^# TYPE ", r.read(), re.MULTILINE)
             if spec.deployment == "session-service":
-                session_round_trip(local_port)
+                session_round_trip(local_port, env["SESSION_CLIENT_TOKENS"])
             else:
                 media = Path(env["THUMBNAIL_MEDIA_ROOT"])
                 assert media in launch.volumes.values(), "the media root is the mounted volume"
                 shutil.copyfile(sample_video, media / sample_video.name)
-                thumbnail_round_trip(local_port, media / sample_video.name)
+                thumbnail_round_trip(
+                    local_port, media / sample_video.name, env["THUMBNAIL_CLIENT_TOKENS"]
+                )
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=grace) == 0, "SIGTERM must end the service cleanly"
         except (AssertionError, grpc.RpcError, OSError, subprocess.TimeoutExpired) as exc:
