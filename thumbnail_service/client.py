@@ -189,18 +189,22 @@ class ThumbnailClient:
         header = pb.GenerateThumbnailHeader(source=source, options=options_message(**options))
 
         source_chunks = _Chunks(chunks)
+        calls: list[grpc.aio.Call] = []
 
         async def requests() -> AsyncIterator[pb.GenerateThumbnailRequest]:
             yield pb.GenerateThumbnailRequest(header=header)
-            async for chunk in source_chunks:
-                yield pb.GenerateThumbnailRequest(chunk=chunk)
+            if chunks is not None and await _go_ahead(calls[0]):
+                async for chunk in source_chunks:
+                    yield pb.GenerateThumbnailRequest(chunk=chunk)
 
         metadata: pb.ThumbnailMetadata | None = None
         image = bytearray()
+        call = self._stub.GenerateThumbnail(
+            requests(), timeout=deadline_seconds or self._timeout, metadata=self._metadata
+        )
+        calls.append(call)
         try:
-            async for reply in self._stub.GenerateThumbnail(
-                requests(), timeout=deadline_seconds or self._timeout, metadata=self._metadata
-            ):
+            async for reply in call:
                 if reply.WhichOneof("part") == "metadata":
                     metadata = reply.metadata
                 else:
@@ -253,16 +257,20 @@ class ThumbnailClient:
             raise ValueError("give a video or a media_path")
 
         source_chunks = _Chunks(chunks)
+        calls: list[grpc.aio.Call] = []
 
         async def requests() -> AsyncIterator[pb.ProbeVideoRequest]:
             yield pb.ProbeVideoRequest(header=pb.ProbeVideoHeader(source=source))
-            async for chunk in source_chunks:
-                yield pb.ProbeVideoRequest(chunk=chunk)
+            if chunks is not None and await _go_ahead(calls[0]):
+                async for chunk in source_chunks:
+                    yield pb.ProbeVideoRequest(chunk=chunk)
 
+        call = self._stub.ProbeVideo(
+            requests(), timeout=deadline_seconds or self._timeout, metadata=self._metadata
+        )
+        calls.append(call)
         try:
-            reply = await self._stub.ProbeVideo(
-                requests(), timeout=deadline_seconds or self._timeout, metadata=self._metadata
-            )
+            reply = await call
         except grpc.aio.AioRpcError as error:
             source_chunks.reraise()
             raise ThumbnailError.from_rpc(error) from None
@@ -270,6 +278,22 @@ class ThumbnailClient:
             source_chunks.reraise()
             raise
         return reply.video
+
+
+# The server's go-ahead for an upload (initial metadata; the contract is in UploadSource).
+UPLOAD_READY = ("tggod-upload", "ready")
+
+
+async def _go_ahead(call: grpc.aio.Call) -> bool:
+    """Wait for the server to accept the header (initial metadata) before streaming the upload.
+
+    A refusal (bad options, overload, declared size too large) then ends the call before any
+    chunk is written, so its real status reaches the caller instead of a failed write.
+    """
+    metadata = await call.initial_metadata()
+    # A refusal is a trailers-only response: its (empty) initial metadata can arrive before the
+    # call reports done(), so only the explicit go-ahead counts.
+    return UPLOAD_READY in tuple(metadata or ())
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -26,6 +26,9 @@ from thumbnail_service.thumbnailer import Thumbnailer
 log = logging.getLogger(__name__)
 
 RESPONSE_CHUNK_BYTES = 64 * 1024
+# Initial metadata that accepts an upload header; see UploadSource in the proto.
+UPLOAD_READY_KEY = "tggod-upload"
+UPLOAD_READY_VALUE = "ready"
 Request = TypeVar("Request", pb.GenerateThumbnailRequest, pb.ProbeVideoRequest)
 
 
@@ -73,7 +76,10 @@ class ThumbnailServicer(pb_grpc.ThumbnailServiceServicer):
 
     @contextlib.asynccontextmanager
     async def _source(
-        self, source: pb.VideoSource, requests: AsyncIterator[Request]
+        self,
+        source: pb.VideoSource,
+        requests: AsyncIterator[Request],
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[tuple[Path, int]]:
         kind = source.WhichOneof("kind")
         if kind == "media_path":
@@ -82,6 +88,11 @@ class ThumbnailServicer(pb_grpc.ThumbnailServiceServicer):
                 raise _stream_error("a media_path request carries no chunks")
             yield path, size
         elif kind == "upload":
+            self._spool.check_declared(source.upload.size_bytes)
+            # The go-ahead: options, load and the declared size are all accepted. A client that
+            # waits for it before streaming never races a refusal (gRPC can report a write that
+            # lost that race as INTERNAL and drop the real status).
+            await context.send_initial_metadata(((UPLOAD_READY_KEY, UPLOAD_READY_VALUE),))
             chunks = _chunks(requests, self._settings.processing_timeout_seconds)
             async with self._spool.receive(chunks, source.upload.size_bytes) as spooled:
                 yield spooled
@@ -124,7 +135,7 @@ class ThumbnailServicer(pb_grpc.ThumbnailServiceServicer):
             spec, engine = convert.spec_from_options(header.options, self._settings.max_box_size)
             with self._admission.admit():
                 async with (
-                    self._source(header.source, request_iterator) as (path, size),
+                    self._source(header.source, request_iterator, context) as (path, size),
                     self._admission.slot(),
                 ):
                     thumbnail = await self._thumbnailer.render(
@@ -156,7 +167,7 @@ class ThumbnailServicer(pb_grpc.ThumbnailServiceServicer):
             header = (await self._header(request_iterator)).header
             with self._admission.admit():
                 async with (
-                    self._source(header.source, request_iterator) as (path, size),
+                    self._source(header.source, request_iterator, context) as (path, size),
                     self._admission.slot(),
                 ):
                     info = await self._thumbnailer.probe(path, size, context.time_remaining())

@@ -48,12 +48,20 @@ class Failure:
 
 
 async def _requests(
-    source: pb.VideoSource, options: pb.ThumbnailOptions, data: bytes | None, chunk: int
+    source: pb.VideoSource,
+    options: pb.ThumbnailOptions,
+    data: bytes | None,
+    chunk: int,
+    calls: list[grpc.aio.Call],
 ) -> AsyncIterator[pb.GenerateThumbnailRequest]:
     yield pb.GenerateThumbnailRequest(
         header=pb.GenerateThumbnailHeader(source=source, options=options)
     )
     if data is not None:
+        # As the shipped client does: stream only after the server's go-ahead.
+        ready = await calls[0].initial_metadata()
+        if ("tggod-upload", "ready") not in tuple(ready or ()):
+            return
         for offset in range(0, len(data), chunk):
             yield pb.GenerateThumbnailRequest(chunk=data[offset : offset + chunk])
 
@@ -92,9 +100,12 @@ async def generate(
         assert upload is not None
         source = pb.VideoSource(upload=pb.UploadSource(size_bytes=len(upload)))
     stub = pb_grpc.ThumbnailServiceStub(channel)
+    calls: list[grpc.aio.Call] = []
     call = stub.GenerateThumbnail(
-        _requests(source, pb.ThumbnailOptions(**options), upload, chunk), timeout=deadline_seconds
+        _requests(source, pb.ThumbnailOptions(**options), upload, chunk, calls),
+        timeout=deadline_seconds,
     )
+    calls.append(call)
     metadata: pb.ThumbnailMetadata | None = None
     data = bytearray()
     try:

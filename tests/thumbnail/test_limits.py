@@ -30,6 +30,7 @@ from tests.thumbnail.conftest import (
 )
 from tggod.thumbnail.v1 import thumbnail_service_pb2 as pb
 from tggod.thumbnail.v1 import thumbnail_service_pb2_grpc as pb_grpc
+from thumbnail_service.client import ThumbnailClient, ThumbnailError
 from thumbnail_service.errors import MediaError
 from thumbnail_service.limits import Admission
 from thumbnail_service.spool import Spool
@@ -246,6 +247,29 @@ async def test_upload_size_cap(make_server: ServerFactory, sample_videos: dict[s
                 pass
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "UPLOAD_TOO_LARGE" in str(caught.value.trailing_metadata())
+        assert spool_files(custom.spool_root) == []
+
+
+async def test_the_client_always_sees_the_real_refusal_of_an_oversized_upload(
+    make_server: ServerFactory, sample_videos: dict[str, Path]
+) -> None:
+    # Without the server's go-ahead the client would race the refusal with its first chunk, and
+    # gRPC may then report a failed write (INTERNAL) instead of the server's status.
+    data = sample_videos["mp4"].read_bytes()
+    async with (
+        make_server(MAX_UPLOAD_BYTES=str(len(data) - 1)) as custom,
+        ThumbnailClient(f"127.0.0.1:{custom.running.port}", chunk_bytes=16 * 1024) as client,
+    ):
+        for _ in range(20):
+            with pytest.raises(ThumbnailError) as caught:
+                await client.generate(data)
+            assert (caught.value.code, caught.value.reason) == (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "UPLOAD_TOO_LARGE",
+            )
+        with pytest.raises(ThumbnailError) as probed:
+            await client.probe(data)
+        assert probed.value.reason == "UPLOAD_TOO_LARGE"
         assert spool_files(custom.spool_root) == []
 
 
