@@ -17,7 +17,7 @@ from pathlib import Path
 
 import ffmpeg
 
-from thumbnail_service.engines import file_url
+from thumbnail_service.engines import assemble, file_url, output_limit
 from thumbnail_service.engines.process import ProcessLimits, prlimit_binary, run
 from thumbnail_service.errors import MediaError
 from thumbnail_service.framepick import (
@@ -210,22 +210,11 @@ class FfmpegEngine:
         if selection.best is None:
             raise MediaError("NOT_A_VIDEO", "no decodable video frame")
         raw, frame_time = selection.best
-        limit = min(spec.max_bytes or self._limits.max_output_bytes, self._limits.max_output_bytes)
-        data, quality = await asyncio.to_thread(
+        limit = output_limit(spec, self._limits)
+        encoded = await asyncio.to_thread(
             _encode, raw, layout, spec.image_format, spec.quality, limit
         )
-        return Thumbnail(
-            data=data,
-            width=layout.width,
-            height=layout.height,
-            image_format=spec.image_format,
-            quality=quality,
-            frame_time=max(0.0, frame_time),
-            blank=selection.blank,
-            blank_frames_skipped=selection.skipped,
-            video=info,
-            engine=self.name,
-        )
+        return assemble(encoded, frame_time, selection, layout, info, spec, self.name)
 
     async def start(self) -> None:
         """Check the tools exist; every process itself lives only as long as its request."""

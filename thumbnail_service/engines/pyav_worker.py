@@ -18,6 +18,7 @@ import av
 import av.error
 import av.logging
 
+from thumbnail_service.engines import assemble, output_limit
 from thumbnail_service.errors import MediaError
 from thumbnail_service.framepick import (
     SEEK_BACKOFF_SECONDS,
@@ -284,17 +285,5 @@ def _render_from(source: _Input, size_bytes: int, spec: Spec, limits: Limits) ->
     if selection.best is None or info is None or layout is None:
         raise MediaError("NOT_A_VIDEO", "no decodable video frame")
     picture, frame_time = selection.best
-    limit = min(spec.max_bytes or limits.max_output_bytes, limits.max_output_bytes)
-    data, quality = encode(picture, spec.image_format, spec.quality, limit)
-    return Thumbnail(
-        data=data,
-        width=layout.width,
-        height=layout.height,
-        image_format=spec.image_format,
-        quality=quality,
-        frame_time=max(0.0, frame_time),
-        blank=selection.blank,
-        blank_frames_skipped=selection.skipped,
-        video=info,
-        engine="pyav",
-    )
+    encoded = encode(picture, spec.image_format, spec.quality, output_limit(spec, limits))
+    return assemble(encoded, frame_time, selection, layout, info, spec, "pyav")
