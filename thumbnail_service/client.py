@@ -22,12 +22,12 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.rpc import error_details_pb2
@@ -100,31 +100,48 @@ async def _file_chunks(path: Path, size: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
-class _Chunks:
-    """The caller's chunks, remembering the error that broke them.
+Request = TypeVar("Request", pb.GenerateThumbnailRequest, pb.ProbeVideoRequest)
 
-    grpc.aio answers a request iterator that raises by cancelling the call, so
-    the caller would get a bare ``CancelledError`` for an unreadable file or a
-    failing iterator of its own; ``reraise`` puts the real error back.
+
+class _Upload:
+    """One call's request stream: the header, then (after the go-ahead) the caller's chunks.
+
+    It also remembers the error that broke the caller's chunks: grpc.aio answers a request
+    iterator that raises by cancelling the call, so the caller would get a bare
+    ``CancelledError`` for an unreadable file or a failing iterator of its own; ``errors()``
+    puts the real error back and turns RPC failures into ``ThumbnailError``.
     """
 
     def __init__(self, chunks: AsyncIterable[bytes] | None) -> None:
         self._chunks = chunks
         self._error: Exception | None = None
+        self.call: grpc.aio.Call | None = None
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._chunks is None:
+    async def requests(
+        self, header: Request, chunk: Callable[[bytes], Request]
+    ) -> AsyncIterator[Request]:
+        yield header
+        if self._chunks is None or self.call is None or not await _go_ahead(self.call):
             return
         try:
-            async for chunk in self._chunks:
-                yield chunk
+            async for data in self._chunks:
+                yield chunk(data)
         except Exception as error:
             self._error = error
             raise
 
-    def reraise(self) -> None:
-        if self._error is not None:
-            raise self._error
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        try:
+            yield
+        except grpc.aio.AioRpcError as error:
+            if self._error is not None:
+                raise self._error from None
+            raise ThumbnailError.from_rpc(error) from None
+        except asyncio.CancelledError:
+            if self._error is not None:
+                raise self._error from None
+            raise
 
 
 class ThumbnailClient:
@@ -188,33 +205,24 @@ class ThumbnailClient:
     ) -> Thumbnail:
         header = pb.GenerateThumbnailHeader(source=source, options=options_message(**options))
 
-        source_chunks = _Chunks(chunks)
-        calls: list[grpc.aio.Call] = []
-
-        async def requests() -> AsyncIterator[pb.GenerateThumbnailRequest]:
-            yield pb.GenerateThumbnailRequest(header=header)
-            if chunks is not None and await _go_ahead(calls[0]):
-                async for chunk in source_chunks:
-                    yield pb.GenerateThumbnailRequest(chunk=chunk)
-
+        upload = _Upload(chunks)
         metadata: pb.ThumbnailMetadata | None = None
         image = bytearray()
         call = self._stub.GenerateThumbnail(
-            requests(), timeout=deadline_seconds or self._timeout, metadata=self._metadata
+            upload.requests(
+                pb.GenerateThumbnailRequest(header=header),
+                lambda data: pb.GenerateThumbnailRequest(chunk=data),
+            ),
+            timeout=deadline_seconds or self._timeout,
+            metadata=self._metadata,
         )
-        calls.append(call)
-        try:
+        upload.call = call
+        with upload.errors():
             async for reply in call:
                 if reply.WhichOneof("part") == "metadata":
                     metadata = reply.metadata
                 else:
                     image += reply.chunk
-        except grpc.aio.AioRpcError as error:
-            source_chunks.reraise()
-            raise ThumbnailError.from_rpc(error) from None
-        except asyncio.CancelledError:
-            source_chunks.reraise()
-            raise
         if metadata is None or len(image) != metadata.size_bytes:
             raise ThumbnailError(grpc.StatusCode.INTERNAL, "INCOMPLETE_REPLY", "truncated reply")
         return Thumbnail(bytes(image), metadata)
@@ -256,27 +264,18 @@ class ThumbnailClient:
         else:
             raise ValueError("give a video or a media_path")
 
-        source_chunks = _Chunks(chunks)
-        calls: list[grpc.aio.Call] = []
-
-        async def requests() -> AsyncIterator[pb.ProbeVideoRequest]:
-            yield pb.ProbeVideoRequest(header=pb.ProbeVideoHeader(source=source))
-            if chunks is not None and await _go_ahead(calls[0]):
-                async for chunk in source_chunks:
-                    yield pb.ProbeVideoRequest(chunk=chunk)
-
+        upload = _Upload(chunks)
         call = self._stub.ProbeVideo(
-            requests(), timeout=deadline_seconds or self._timeout, metadata=self._metadata
+            upload.requests(
+                pb.ProbeVideoRequest(header=pb.ProbeVideoHeader(source=source)),
+                lambda data: pb.ProbeVideoRequest(chunk=data),
+            ),
+            timeout=deadline_seconds or self._timeout,
+            metadata=self._metadata,
         )
-        calls.append(call)
-        try:
+        upload.call = call
+        with upload.errors():
             reply = await call
-        except grpc.aio.AioRpcError as error:
-            source_chunks.reraise()
-            raise ThumbnailError.from_rpc(error) from None
-        except asyncio.CancelledError:
-            source_chunks.reraise()
-            raise
         return reply.video
 
 
